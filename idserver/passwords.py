@@ -2,9 +2,9 @@
 Password hashing with argon2id in a bounded thread pool.
 
 argon2id is deliberately slow (with argon2-cffi's defaults, 64 MiB and three
-passes, in the order of a tenth of a second of CPU per hash), so it never runs on the reactor thread. The pool has a fixed
-number of threads and a bounded queue: when the queue is full, a request
-fails at once with L{HasherBusyError}, and the login that asked for it fails
+passes, in the order of a tenth of a second of CPU per hash), so it never
+runs on the reactor thread. The pool has a fixed number of threads and a
+bounded queue: when the queue is full, a request fails at once with L{HasherBusyError}, and the login that asked for it fails
 fast (LDAP busy, HTTP 503) instead of adding to a backlog that an attacker
 could grow without limit.
 """
@@ -157,7 +157,9 @@ class Argon2Hasher:
         Run C{function} in the pool unless the pool is full or stopped.
         """
         if not self._pool.started:
-            return fail(RuntimeError("The password hasher is not running; call start() first."))
+            return fail(
+                RuntimeError("The password hasher is not running; call start() first.")
+            )
         if self._in_flight >= self._max_in_flight:
             return fail(
                 HasherBusyError("The password hashing queue is full; try again later.")
