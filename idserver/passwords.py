@@ -4,9 +4,10 @@ Password hashing with argon2id in a bounded thread pool.
 argon2id is deliberately slow (with argon2-cffi's defaults, 64 MiB and three
 passes, in the order of a tenth of a second of CPU per hash), so it never
 runs on the reactor thread. The pool has a fixed number of threads and a
-bounded queue: when the queue is full, a request fails at once with L{HasherBusyError}, and the login that asked for it fails
-fast (LDAP busy, HTTP 503) instead of adding to a backlog that an attacker
-could grow without limit.
+bounded queue: when the queue is full, a request fails at once with
+L{HasherBusyError}, and the login that asked for it fails fast (LDAP busy,
+HTTP 503) instead of adding to a backlog that an attacker could grow without
+limit.
 """
 
 from __future__ import annotations
