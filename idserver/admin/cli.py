@@ -46,6 +46,7 @@ from idserver.config import (
     default_config_path,
     load_config,
 )
+from idserver.directory.schema import SchemaError
 from idserver.errors import DirectoryError, HasherBusyError
 
 __all__ = [
@@ -215,7 +216,7 @@ async def execute(reactor: Any, invocation: Invocation) -> int:
     except usage.UsageError as error:
         _report(invocation.stderr, error)
         return EXIT_USAGE
-    except sqlite3.Error as error:
+    except (sqlite3.Error, SchemaError) as error:
         _report(invocation.stderr, f"database error: {error}")
         return EXIT_FAILURE
     except OSError as error:

@@ -17,7 +17,8 @@ from idserver.admin.command import (
     find_user,
 )
 from idserver.admin.output import user_to_json, write_json, write_record, write_table
-from idserver.model import User
+from idserver.errors import ReadOnlyError
+from idserver.model import Source, User
 from idserver.validation import (
     normalize_email,
     normalize_username,
@@ -182,6 +183,7 @@ async def _add(context: CommandContext, args: argparse.Namespace) -> None:
 async def _set(context: CommandContext, args: argparse.Namespace) -> None:
     user = await find_user(context, args.username)
     context.begin_change("user.update", user.username)
+    _check_local_fields(user, args)
 
     changed = [
         name
@@ -208,9 +210,26 @@ async def _set(context: CommandContext, args: argparse.Namespace) -> None:
     await context.record_change(detail)
 
     if args.json:
-        write_json(context.stdout, await _user_json(context, updated))
+        write_json(context.stdout, user_to_json(updated))
         return
     context.stdout.write(f"Updated user {updated.username}: {detail}.\n")
+
+
+def _check_local_fields(user: User, args: argparse.Namespace) -> None:
+    """
+    Reject a change of the fields that the external directory owns.
+
+    @raise ReadOnlyError: C{user} comes from the external directory and
+        C{args} changes its email or display name.
+    """
+    if user.source is not Source.ldap:
+        return
+    if args.email is not None or args.name is not None:
+        raise ReadOnlyError(
+            f"The user {user.username!r} comes from the external directory, so"
+            " the email address and display name can only be changed there.",
+            "email" if args.email is not None else "display_name",
+        )
 
 
 async def _set_password(context: CommandContext, args: argparse.Namespace) -> None:
@@ -246,7 +265,7 @@ async def _list(context: CommandContext, args: argparse.Namespace) -> None:
 
 async def _show(context: CommandContext, args: argparse.Namespace) -> None:
     user = await find_user(context, args.username)
-    record = await _user_json(context, user)
+    record = user_to_json(user)
     if args.json:
         write_json(context.stdout, record)
         return
@@ -306,8 +325,3 @@ async def _totp_disable(context: CommandContext, args: argparse.Namespace) -> No
     await context.directory.disable_totp(user.id)
     await context.record_change("2FA turned off")
     context.stdout.write(f"2FA is now off for {user.username}.\n")
-
-
-async def _user_json(context: CommandContext, user: User) -> dict[str, Any]:
-    groups = await context.directory.groups_of(user.id)
-    return user_to_json(user, [group.name for group in groups])
