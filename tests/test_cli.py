@@ -10,6 +10,7 @@ used.
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import os
@@ -260,7 +261,7 @@ class InitTests(CLITestCase):
 
     async def test_idempotent(self) -> None:
         """
-        A second init changes nothing and says what exists.
+        A second init changes nothing and reports what exists.
         """
         await self.init()
         await self.add_admin()
@@ -512,7 +513,7 @@ class UserAddTests(CLITestCase):
 
     async def test_text(self) -> None:
         """
-        Without --json, user add confirms in one line and says when the user
+        Without --json, user add confirms in one line and reports when the user
         has no password.
         """
         await self.init()
@@ -536,7 +537,7 @@ class UserAddTests(CLITestCase):
 
     async def test_prompt(self) -> None:
         """
-        On a terminal, user add asks twice and stores a matching password.
+        On a terminal, user add prompts twice and stores a matching password.
         """
         await self.init()
         result = await self.ok(
@@ -798,7 +799,7 @@ class UserAddTests(CLITestCase):
         self.assertEqual([event.outcome for event in events], ["failure", "success"])
         for event in events:
             self.assertEqual(event.entry_point, "cli")
-            self.assertTrue(event.actor and event.actor.startswith("os:"), event)
+            self.assertEqual(event.actor, f"os:{getpass.getuser()}")
             self.assertEqual(event.subject, "bob")
             self.assertNotIn("s3cret-pass", event.detail)
 
@@ -851,7 +852,7 @@ class UserSetTests(CLITestCase):
 
     async def test_text(self) -> None:
         """
-        Without --json, user set says what changed.
+        Without --json, user set reports what changed.
         """
         result = await self.ok("user", "set", "bob", "--name", "Bob")
         self.assertEqual(result.stdout, "Updated user bob: changed display name.\n")
@@ -902,6 +903,50 @@ class UserSetTests(CLITestCase):
         await self.ok("user", "set", "owner", "--role", "user")
 
 
+class ExternalUserTests(CLITestCase):
+    """
+    Tests for commands on users that come from the external directory.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        super().setUp()
+        await self.init()
+        async with self.directory() as directory:
+            await directory.add_user(
+                "ext", "ext@example.com", source="ldap", external_id="ext-1"
+            )
+
+    async def test_email_and_name_read_only(self) -> None:
+        """
+        The email and display name of an external user cannot be set.
+        """
+        for option in ("--email", "--name"):
+            result = await self.fails(1, "user", "set", "ext", option, "x@example.org")
+            self.assertIn("external directory", result.stderr)
+        shown = (await self.ok("user", "show", "ext", "--json")).json()
+        self.assertEqual(shown["email"], "ext@example.com")
+        self.assertEqual(shown["source"], "ldap")
+
+    async def test_role_and_fallback_local(self) -> None:
+        """
+        The role and fallback email of an external user stay local.
+        """
+        user = (
+            await self.ok(
+                "user",
+                "set",
+                "ext",
+                "--role",
+                "admin",
+                "--fallback-email",
+                "ext@home.example",
+                "--json",
+            )
+        ).json()
+        self.assertEqual(user["role"], "admin")
+        self.assertEqual(user["fallback_email"], "ext@home.example")
+
+
 class UserPasswordTests(CLITestCase):
     """
     Tests for C{idserver-admin user set-password}.
@@ -924,7 +969,7 @@ class UserPasswordTests(CLITestCase):
 
     async def test_prompt(self) -> None:
         """
-        set-password on a terminal asks twice.
+        set-password on a terminal prompts twice.
         """
         result = await self.ok(
             "user",
@@ -1496,7 +1541,7 @@ class ScriptTests(CLITestCase):
         """
         Run the script with C{--config} and return its exit code, stdout and
         stderr. With C{answers} it runs on a pseudo-terminal, whose output
-        also holds what a terminal shows.
+        also contains what a terminal shows.
         """
         child = ProcessProtocol(answers)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": self.base.path}
@@ -1565,7 +1610,7 @@ class ScriptTests(CLITestCase):
 
     async def test_terminal_prompt(self) -> None:
         """
-        On a terminal the real prompt asks twice without echo; a matching
+        On a terminal the real prompt reads twice without echo; a matching
         entry sets the password and a mismatch changes nothing.
         """
         await self.spawn("init")

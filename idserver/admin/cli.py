@@ -4,9 +4,10 @@ the run of one command against the directory.
 
 A run has two steps. L{prepare} is synchronous: it parses the arguments,
 loads the configuration and reads the new password (prompt or standard
-input), all before the reactor starts, so a prompt never blocks the
-reactor and bad input fails before anything is opened. L{execute} then
-opens the directory and awaits the command's handler on the reactor.
+input). L{main} calls it before starting the reactor, so a prompt waits
+for the administrator without holding up the reactor, and bad input fails
+before anything is opened. L{execute} then opens the directory and awaits
+the command's handler on the reactor.
 
 Exit codes: 0 on success, 1 when the operation failed (a directory rule,
 an unknown user or group, a database error), 2 for a usage error (bad

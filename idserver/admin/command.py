@@ -1,6 +1,6 @@
 """
-What every C{idserver-admin} command module builds on: the context a
-command runs in and the call that registers a subcommand.
+The base of every C{idserver-admin} command module: the context a command
+runs in and the call that registers a subcommand.
 
 A command module defines C{register(commands)}, which calls L{add_command}
 once per subcommand (nesting with L{add_group} for two-word commands such
@@ -44,7 +44,7 @@ __all__ = [
 #: code, or C{None} for success.
 Handler = Callable[["CommandContext", argparse.Namespace], Awaitable[int | None]]
 
-#: How a command uses the database: C{"existing"} opens it and fails when it
+#: The database access of a command: C{"existing"} opens it and fails when it
 #: was never created, C{"create"} lets the command create it (C{init} only),
 #: C{"none"} does not open it.
 DatabaseUse = Literal["existing", "create", "none"]
@@ -52,7 +52,7 @@ DatabaseUse = Literal["existing", "create", "none"]
 
 class NewPassword(enum.Enum):
     """
-    How a command takes a new password.
+    The way a command takes a new password.
     """
 
     #: Prompt on a terminal; without a terminal or C{--password-stdin}, go

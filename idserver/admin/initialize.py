@@ -16,7 +16,7 @@ from idserver.admin.command import CommandContext, add_command, database_path
 
 __all__ = ["register"]
 
-#: The mode of a data directory created by C{init}: it holds the database
+#: The mode of a data directory created by C{init}: it contains the database
 #: and the signing keys, so only the daemon's user may enter it.
 DATA_DIR_MODE = 0o700
 

@@ -1,6 +1,6 @@
 """
-How C{idserver-admin} prints users, groups and settings: JSON documents for
-scripts and aligned text for people.
+The output formats of C{idserver-admin} for users, groups and settings:
+JSON documents for scripts and aligned text for people.
 
 The JSON field names and shapes are part of the command line's contract;
 scripts parse them, so fields are only ever added.

@@ -185,16 +185,6 @@ async def _set(context: CommandContext, args: argparse.Namespace) -> None:
     context.begin_change("user.update", user.username)
     _check_local_fields(user, args)
 
-    changed = [
-        name
-        for name, value in (
-            ("email", args.email),
-            ("fallback email", args.fallback_email),
-            ("display name", args.name),
-            ("role", args.role),
-        )
-        if value is not None
-    ]
     updated = await context.directory.update_user(
         user.id,
         email=args.email,
@@ -204,15 +194,32 @@ async def _set(context: CommandContext, args: argparse.Namespace) -> None:
         display_name=args.name,
         role=args.role,
     )
-    detail = "changed " + ", ".join(changed)
-    if args.role is not None:
-        detail += f" (role {args.role})"
+    detail = _describe_changes(args)
     await context.record_change(detail)
 
     if args.json:
         write_json(context.stdout, user_to_json(updated))
         return
     context.stdout.write(f"Updated user {updated.username}: {detail}.\n")
+
+
+def _describe_changes(args: argparse.Namespace) -> str:
+    """
+    Name the fields that C{user set} changes, for the confirmation and the
+    audit log; values other than the role are left out.
+    """
+    changes = []
+    if args.email is not None:
+        changes.append("email")
+    if args.fallback_email == "":
+        changes.append("fallback email removed")
+    elif args.fallback_email is not None:
+        changes.append("fallback email")
+    if args.name is not None:
+        changes.append("display name")
+    if args.role is not None:
+        changes.append(f"role {args.role}")
+    return "changed " + ", ".join(changes)
 
 
 def _check_local_fields(user: User, args: argparse.Namespace) -> None:
