@@ -4,8 +4,14 @@ runs in and the call that registers a subcommand.
 
 A command module defines C{register(commands)}, which calls L{add_command}
 once per subcommand (nesting with L{add_group} for two-word commands such
-as C{user add}), and lists the module in
-L{idserver.admin.cli.COMMAND_MODULES}.
+as C{user add}), and is listed in L{idserver.admin.cli.COMMAND_MODULES}.
+Each subcommand has an C{async} handler taking the L{CommandContext} and
+the parsed arguments. A handler that changes something calls
+L{CommandContext.begin_change} before the change and
+L{CommandContext.record_change} after it, so the audit log gets the
+success, or the failure when the change raises. Errors of
+L{idserver.errors} and L{CommandError} become one line on standard error
+and exit code 1; L{twisted.python.usage.UsageError} becomes exit code 2.
 """
 
 from __future__ import annotations
