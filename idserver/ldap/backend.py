@@ -6,7 +6,7 @@ that follow L{IDirectory.revision}, and binds mapped onto the login service.
 from __future__ import annotations
 
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 
 from idserver.auth import LoginFailed, LoginService, PasswordLogin, TOTPPolicy
 from idserver.errors import HasherBusyError
-from idserver.interfaces import IDirectory
+from idserver.interfaces import IAuditLog, IDirectory, IRateLimitStore
 from idserver.ldap.access import AccessPolicy, check_generated_secret, is_generated_hash
 from idserver.ldap.dn import DN, InvalidDN, format_dn, normalize_parsed, parse_dn
 from idserver.ldap.entries import Snapshot, user_dn
@@ -27,6 +27,7 @@ from idserver.ldap.messages import LDAPError, ResultCode
 __all__ = [
     "AdminTarget",
     "BindIdentity",
+    "DirectoryClosed",
     "LDAPBackend",
     "UserTarget",
     "bind_target",
@@ -140,6 +141,12 @@ def loggable_dn(name: str) -> str:
     )
 
 
+class DirectoryClosed(RuntimeError):
+    """
+    The directory is not open (the daemon is starting or stopping).
+    """
+
+
 class LDAPBackend:
     """
     Snapshots, settings and binds for the LDAP server.
@@ -155,20 +162,60 @@ class LDAPBackend:
     def __init__(
         self,
         reactor: IReactorThreads,
-        directory: IDirectory,
-        login: LoginService,
+        directory: IDirectory | Callable[[], IDirectory | None],
         *,
         suffix: str,
+        login: LoginService | None = None,
     ) -> None:
+        """
+        @param directory: the directory, or a function returning it, for a
+            daemon that opens the directory after building its listeners;
+            the function returns C{None} while the directory is closed.
+        @param login: the login service for user binds; by default one over
+            the directory, which also serves as audit log and rate-limit
+            store.
+        """
         self._reactor = reactor
-        self.directory = directory
-        self.login = login
+        if IDirectory.providedBy(directory):
+            self._directory_source: Callable[[], IDirectory | None] = lambda: directory
+        else:
+            self._directory_source = directory  # type: ignore[assignment]
+        self._login = login
+        self._login_service: LoginService | None = None
+        self._login_directory: IDirectory | None = None
         self.suffix_dn = parse_dn(suffix)
         self.suffix = format_dn(self.suffix_dn)
         self._snapshot: Snapshot | None = None
         self._snapshot_loading: _SharedLoad[Snapshot] | None = None
         self._policy: tuple[int, AccessPolicy] | None = None
         self._policy_loading: _SharedLoad[AccessPolicy] | None = None
+
+    @property
+    def directory(self) -> IDirectory:
+        """
+        The directory.
+
+        @raise DirectoryClosed: it is not open.
+        """
+        directory = self._directory_source()
+        if directory is None:
+            raise DirectoryClosed("the directory is not open")
+        return directory
+
+    @property
+    def login(self) -> LoginService:
+        """
+        The login service that checks user binds.
+        """
+        if self._login is not None:
+            return self._login
+        directory = self.directory
+        if self._login_service is None or self._login_directory is not directory:
+            self._login_service = LoginService(
+                directory, IAuditLog(directory), IRateLimitStore(directory)
+            )
+            self._login_directory = directory
+        return self._login_service
 
     # Snapshots and settings
 
@@ -177,15 +224,20 @@ class LDAPBackend:
         Return the snapshot of the current revision if it is loaded.
         """
         snapshot = self._snapshot
-        if snapshot is not None and snapshot.revision == self.directory.revision():
-            return snapshot
+        directory = self._directory_source()
+        if snapshot is not None and directory is not None:
+            if snapshot.revision == directory.revision():
+                return snapshot
         return None
 
     def snapshot(self) -> Deferred[Snapshot]:
         """
         Return the snapshot of the current revision, loading it if needed.
         """
-        revision = self.directory.revision()
+        try:
+            revision = self.directory.revision()
+        except DirectoryClosed as e:
+            return fail(e)
         snapshot = self._snapshot
         if snapshot is not None and snapshot.revision == revision:
             return succeed(snapshot)
@@ -216,8 +268,10 @@ class LDAPBackend:
         Return the access policy of the current revision if it is loaded.
         """
         policy = self._policy
-        if policy is not None and policy[0] == self.directory.revision():
-            return policy[1]
+        directory = self._directory_source()
+        if policy is not None and directory is not None:
+            if policy[0] == directory.revision():
+                return policy[1]
         return None
 
     def policy(self) -> Deferred[AccessPolicy]:
@@ -228,7 +282,10 @@ class LDAPBackend:
         current = self.current_policy()
         if current is not None:
             return succeed(current)
-        revision = self.directory.revision()
+        try:
+            revision = self.directory.revision()
+        except DirectoryClosed as e:
+            return fail(e)
         loading = self._policy_loading
         if loading is None or loading.revision != revision or loading.failed:
             loading = _SharedLoad(revision, self._load_policy(revision))

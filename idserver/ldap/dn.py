@@ -118,9 +118,8 @@ def _parse_value(text: str, position: int) -> tuple[str, int]:
     if position < length and text[position] == '"':
         return _parse_quoted_value(text, position + 1)
 
-    pieces: list[str] = []
-    pending = bytearray()
-    # The length of the value up to its last character that is not an
+    octets = bytearray()
+    # The length of the value up to its last octet that is not an
     # unescaped space: trailing unescaped spaces are dropped at the end.
     kept = 0
     while position < length:
@@ -131,44 +130,27 @@ def _parse_value(text: str, position: int) -> tuple[str, int]:
             if position + 1 >= length:
                 raise InvalidDN(f"lone backslash at the end of {text!r}")
             following = text[position + 1]
-            if (
-                following in _HEX
-                and position + 2 < length
-                and text[position + 2] in _HEX
-            ):
-                pending.append(int(text[position + 1 : position + 3], 16))
+            pair = text[position + 1 : position + 3]
+            if len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX:
+                octets.append(int(pair, 16))
                 position += 3
             elif following in _SPECIAL or following in " #":
-                _flush(pending, pieces)
-                pieces.append(following)
+                octets += following.encode("utf-8")
                 position += 2
             else:
                 raise InvalidDN(f"invalid escape '\\{following}' in {text!r}")
-            kept = _joined_length(pieces, pending)
+            kept = len(octets)
             continue
         if character in '"<>=' or character == "\x00":
             raise InvalidDN(f"unescaped {character!r} in {text!r}")
-        _flush(pending, pieces)
-        pieces.append(character)
+        octets += character.encode("utf-8", "surrogatepass")
         position += 1
         if character != " ":
-            kept = _joined_length(pieces, pending)
-    _flush(pending, pieces)
-    return "".join(pieces)[:kept], position
-
-
-def _joined_length(pieces: list[str], pending: bytearray) -> int:
-    _flush(pending, pieces)
-    return sum(len(piece) for piece in pieces)
-
-
-def _flush(pending: bytearray, pieces: list[str]) -> None:
-    if pending:
-        try:
-            pieces.append(pending.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InvalidDN("escaped octets are not UTF-8") from None
-        pending.clear()
+            kept = len(octets)
+    try:
+        return octets[:kept].decode("utf-8"), position
+    except UnicodeDecodeError:
+        raise InvalidDN(f"escaped octets are not UTF-8 in {text!r}") from None
 
 
 def _parse_hex_value(text: str, position: int) -> tuple[str, int]:
