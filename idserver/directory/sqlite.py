@@ -13,10 +13,11 @@ are computed by the L{IPasswordHasher} in its own pool.
 Other processes: the daemon and C{idserver-admin} may open the same file
 at the same time. The database is in write-ahead-log mode, so readers do not
 wait for a writer (except in rare cases such as log recovery after a crash,
-when SQLite reports the database busy). Every write is one C{BEGIN IMMEDIATE} transaction that
-takes the write lock before reading what it checks (uniqueness, the last
-admin, the last TOTP step), so two processes cannot both pass a check and
-then both write. A writer waits up to five seconds for the lock.
+when SQLite reports the database busy). Every write is one
+C{BEGIN IMMEDIATE} transaction that takes the write lock before reading what
+it checks (uniqueness, the last admin, the last TOTP step), so two processes
+cannot both pass a check and then both write. A writer waits up to five
+seconds for the lock.
 
 Revision: the C{revision} row of the C{counters} table grows by one in
 every transaction that changes users, groups, memberships or settings, but
