@@ -133,8 +133,13 @@ def apply_migrations(
         raise SchemaError("Migrations must run with foreign_keys off.")
 
     _check_known(connection, migrations)
+    # Checked first without a lock, so that opening an up-to-date database
+    # never waits for another process's write transaction.
+    already = applied_versions(connection)
     applied = []
     for migration in migrations:
+        if migration.version in already:
+            continue
         if _apply_one(connection, migration):
             applied.append(migration.version)
     return applied
@@ -142,7 +147,8 @@ def apply_migrations(
 
 def _apply_one(connection: sqlite3.Connection, migration: Migration) -> bool:
     """
-    Apply one migration under an exclusive lock unless it is recorded.
+    Apply one migration under an exclusive lock unless it is recorded by
+    then.
 
     @return: whether this call applied it.
     """
