@@ -206,7 +206,7 @@ class IdServerService(MultiService):
     The root service of the daemon.
 
     @ivar config: the configuration it was built from.
-    @ivar directory_service: the child that holds the open directory.
+    @ivar directory_service: the child that opens and closes the directory.
     """
 
     log = Logger()
@@ -303,8 +303,8 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     """
     Build the daemon's service tree from a checked configuration.
 
-    @raise ConfigError: the configuration asks for something this version
-        cannot do, or a listener cannot be built.
+    @raise ConfigError: the configuration requests a feature that this
+        version does not have, or a listener cannot be built.
     """
     from idserver.admin.command import database_path
     from idserver.directory.sqlite import open_directory

@@ -189,7 +189,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_services(self) -> None:
         """
-        The service holds the hasher, the directory, then one listener per
+        The service contains the hasher, the directory, then one listener per
         HTTP listener string, in that order.
         """
         service = makeService(self.options(http=LISTENERS))
@@ -359,8 +359,8 @@ class RunningServiceTests(TestCase):
 
     def test_database_failing(self) -> defer.Deferred[None]:
         """
-        When the database cannot be read, C{/healthz} returns 503 and says
-        so.
+        When the database cannot be read, C{/healthz} returns 503 and reports
+        the error.
         """
         directory = self.service.directory_service.directory
         assert directory is not None

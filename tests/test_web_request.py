@@ -314,7 +314,7 @@ class HealthCheckTests(SynchronousTestCase):
 
     def test_timeout(self) -> None:
         """
-        A ping that does not answer in time gives 503 with C{timeout}.
+        A ping that does not respond in time gives 503 with C{timeout}.
         """
         clock = Clock()
         web = WebApp(clock=clock, directory=lambda: FakeDirectory(Deferred()))

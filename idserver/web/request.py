@@ -1,7 +1,7 @@
 """
 What every HTTP request goes through before a page sees it: security
-headers, and the client's address and scheme as told by a trusted reverse
-proxy.
+headers, and the client's address and scheme as reported by a trusted
+reverse proxy.
 
 L{FrontResource} wraps the site's root resource. It sets the headers and
 records a L{ClientInfo} on the request, which L{client_address} and
@@ -34,10 +34,10 @@ __all__ = [
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Defaults for every response; a page may replace any of them with its own
-# setHeader call (a page that must post a form to another origin, say).
-# The policy leaves out form-action because the OpenID Connect form_post
-# response mode submits a form to the client application's origin.
+# Defaults for every response. A page may replace any of them with its own
+# setHeader call. The policy leaves out form-action because the OpenID
+# Connect form_post response mode submits a form to the client
+# application's origin.
 SECURITY_HEADERS: dict[bytes, bytes] = {
     b"Content-Security-Policy": (
         b"default-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -105,7 +105,7 @@ def resolve_client(request: IRequest, trusted_proxies: Sequence[Network]) -> Cli
 
     The peer address counts unless the peer is a trusted proxy. Then
     C{X-Forwarded-For} is read from the right, skipping trusted proxies, and
-    the first other address is the client; C{X-Forwarded-Proto} tells the
+    the first other address is the client; C{X-Forwarded-Proto} gives the
     scheme. A malformed entry stops the walk at the last address that was
     checked, so a client cannot choose its own address.
     """
