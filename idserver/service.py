@@ -30,6 +30,7 @@ from twisted.web.server import Site
 from idserver.config import Config, ConfigError
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
+from idserver.web.request import access_log_line
 
 if TYPE_CHECKING:
     from idserver.directory.sqlite import SQLiteDirectory
@@ -279,7 +280,7 @@ def build_http_services(
         clock=reactor,
         directory=lambda: directory_service.directory,
     )
-    site = Site(root)
+    site = Site(root, logFormatter=access_log_line)
     site.displayTracebacks = False
     return _listeners("HTTP", config.http.listen, site, config, reactor)
 

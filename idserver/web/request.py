@@ -24,6 +24,7 @@ from zope.interface import Attribute, Interface, implementer
 __all__ = [
     "SECURITY_HEADERS",
     "ClientInfo",
+    "access_log_line",
     "FrontResource",
     "IClientInfo",
     "client_address",
@@ -196,3 +197,31 @@ class FrontResource:
         resource = getChildForRequest(self.wrapped, request)
         result: bytes | int = resource.render(request)
         return result
+
+
+def _quote(value: bytes | str | None) -> str:
+    if value is None:
+        return "-"
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    # Control characters would let a client forge log lines.
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped)
+
+
+def access_log_line(timestamp: str, request: Request) -> str:
+    """
+    Format the access log line of C{request}: the client address as
+    L{client_address} reports it, the method, the path without its query
+    string, the status, the size and the user agent.
+
+    The query string and the C{Referer} header are left out because they can
+    carry tokens (an C{id_token_hint}, an authorization code), which must
+    never be logged.
+    """
+    path = request.uri.split(b"?", 1)[0]
+    return (
+        f'"{_quote(client_address(request))}" - - {timestamp} '
+        f'"{_quote(request.method)} {_quote(path)} {_quote(request.clientproto)}" '
+        f"{request.code} {request.sentLength or '-'} "
+        f'"{_quote(request.getHeader(b"user-agent"))}"'
+    )
