@@ -78,7 +78,7 @@ class LiveServerTestBase(TestCase):
 
     async def setUp(self) -> None:  # type: ignore[override]
         reactor = get_reactor()
-        base = Path(os.path.abspath(self.mktemp()))
+        base = self.make_base()
         self.store: TestDirectory = open_test_directory(reactor, str(base))
         self.addCleanup(self.store.close)
         directory = self.directory = self.store.directory
@@ -125,6 +125,11 @@ class LiveServerTestBase(TestCase):
         self.ldaps_url = f"ldaps://127.0.0.1:{secure_port.getHost().port}"
         self.plain_port = plain_port.getHost().port
         self.secure_port = secure_port.getHost().port
+
+    def make_base(self) -> Path:
+        base = Path(self.mktemp()).absolute()
+        base.mkdir(parents=True)
+        return base
 
     async def close_connections(self, *factories: LDAPServerFactory) -> None:
         # The clients' threads have finished; connections they left open
