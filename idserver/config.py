@@ -524,4 +524,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        # tomllib decodes the whole file before parsing; TOML is UTF-8.
+        raise ConfigError(
+            f"{path}: not valid TOML: byte {e.start} is not UTF-8"
+        ) from None
     return parse_config(data, path=path)

@@ -281,6 +281,14 @@ class ConfigErrorTests(ConfigTestCase):
         path.write_text("[server\npublic_url = 1\n")
         self.assertConfigError(path, str(path), "not valid TOML", "line 1")
 
+    def test_not_utf8(self) -> None:
+        """
+        A file that is not UTF-8 is reported as invalid TOML, not a crash.
+        """
+        path = self.directory / "latin1.toml"
+        path.write_bytes(b'[server]\nname = "Caf\xe9"\n')
+        self.assertConfigError(path, str(path), "not valid TOML", "UTF-8")
+
     def test_misspelled_key(self) -> None:
         """
         A misspelled key in a section is named with its section.
