@@ -389,12 +389,21 @@ def _ldap(table: _Table) -> LDAPConfig:
     )
 
 
+def _url_scheme(url: str) -> str | None:
+    # urlsplit raises ValueError for some malformed URLs, such as an
+    # unclosed IPv6 bracket.
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return None
+
+
 def _sessions(table: _Table) -> SessionsConfig:
     store = table.string("store", "sqlite")
     if store not in SESSION_STORES:
         raise table.error("store", store, '"sqlite" or "redis"')
     redis_url = table.string("redis_url", None)
-    if redis_url is not None and urlsplit(redis_url).scheme not in (
+    if redis_url is not None and _url_scheme(redis_url) not in (
         "redis",
         "rediss",
         "unix",

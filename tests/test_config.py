@@ -486,6 +486,17 @@ class ConfigErrorTests(ConfigTestCase):
             path, "invalid sessions.redis_url = 'http://127.0.0.1'", "redis://"
         )
 
+    def test_malformed_redis_url(self) -> None:
+        """
+        A C{redis_url} that cannot be parsed as a URL is reported.
+        """
+        path = write_config(
+            self.directory, body='[sessions]\nredis_url = "redis://["\n'
+        )
+        self.assertConfigError(
+            path, "invalid sessions.redis_url = 'redis://['", "redis://"
+        )
+
     def test_bad_endpoints(self) -> None:
         """
         A listener string that cannot be built is named with the reason.
