@@ -301,6 +301,9 @@ class _Table:
 
     def path(self, key: str, base_dir: Path, default: Any = _REQUIRED) -> Path:
         value = self.string(key, default)
+        if "\0" in value:
+            # No file name can hold one; resolve() would raise ValueError.
+            raise self.error(key, value, "a file path without NUL characters")
         return (base_dir / Path(value).expanduser()).resolve()
 
 

@@ -396,6 +396,10 @@ class ConfigErrorTests(ConfigTestCase):
                 {"server": 'public_url = "https://a.example"\ndata_dir = ""'},
                 "invalid server.data_dir = '': expected a non-empty string",
             ),
+            (
+                {"server": 'public_url = "https://a.example"\ndata_dir = "a\\u0000b"'},
+                "invalid server.data_dir = 'a\\x00b': expected a file path without NUL",
+            ),
         ]
         for sections, message in cases:
             path = write_config(self.directory, **sections)
@@ -524,6 +528,17 @@ class ConfigErrorTests(ConfigTestCase):
             self.assertConfigError(
                 path, f"invalid http.listen entry {description!r}: ", reason
             )
+
+    def test_nul_in_listener_file(self) -> None:
+        """
+        A file name with a NUL character in an C{ssl:} listener is reported.
+        """
+        path = write_config(
+            self.directory, http='listen = ["ssl:443:privateKey=a\\u0000b.pem"]'
+        )
+        self.assertConfigError(
+            path, "invalid http.listen entry", "'a\\x00b.pem' contains a NUL"
+        )
 
     def test_bad_ldap_endpoint(self) -> None:
         """
