@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -366,6 +367,10 @@ def _http(table: _Table) -> HTTPConfig:
     )
 
 
+# RFC 4512 section 1.4: a descriptor (keystring) or a numeric OID.
+_ATTRIBUTE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)*")
+
+
 def _suffix(table: _Table) -> str:
     from ldaptor.protocols.ldap.distinguishedname import (
         DistinguishedName,
@@ -373,12 +378,21 @@ def _suffix(table: _Table) -> str:
     )
 
     suffix: str = table.string("suffix", "dc=cloudron")
+    expected = "a distinguished name such as dc=example,dc=com"
     try:
-        DistinguishedName(stringValue=suffix)
-    except (InvalidRelativeDistinguishedName, ValueError):
-        raise table.error(
-            "suffix", suffix, "a distinguished name such as dc=example,dc=com"
-        ) from None
+        dn = DistinguishedName(stringValue=suffix)
+    except (InvalidRelativeDistinguishedName, ValueError, IndexError):
+        # ldaptor raises IndexError for a value ending with a lone backslash.
+        raise table.error("suffix", suffix, expected) from None
+    # ldaptor also accepts empty RDNs ("dc=example,") and empty attribute
+    # types or values ("="), which RFC 4514 does not allow.
+    for rdn in dn.split():
+        parts = rdn.split()
+        if not parts or not all(
+            _ATTRIBUTE_TYPE.fullmatch(part.attributeType) and part.value
+            for part in parts
+        ):
+            raise table.error("suffix", suffix, expected)
     return suffix
 
 

@@ -463,6 +463,27 @@ class ConfigErrorTests(ConfigTestCase):
             path, "invalid ldap.suffix = 'cloudron'", "distinguished name"
         )
 
+    def test_malformed_suffix(self) -> None:
+        """
+        Suffixes with an empty RDN, an empty type or value, or a trailing
+        backslash are reported, not accepted or crashed on.
+        """
+        for suffix in ["dc=example,", ",", "=", "dc=", "=x", "dc=a\\\\", "\\\\"]:
+            path = write_config(
+                self.directory, ldap=f'listen = []\nsuffix = "{suffix}"'
+            )
+            self.assertConfigError(path, "invalid ldap.suffix", "distinguished name")
+
+    def test_valid_suffixes(self) -> None:
+        """
+        Multi-valued RDNs, escapes and numeric attribute types are accepted.
+        """
+        for suffix in ["dc=example,dc=com", "o=a+ou=b", "cn=a\\\\,b", "2.5.4.3=x"]:
+            path = write_config(
+                self.directory, ldap=f'listen = []\nsuffix = "{suffix}"'
+            )
+            load_config(path)
+
     def test_invalid_session_store(self) -> None:
         """
         Only C{sqlite} and C{redis} are session stores.
