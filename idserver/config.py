@@ -11,6 +11,7 @@ expected. Relative paths are taken from the directory of the file.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -280,11 +281,17 @@ class _Table:
         return value
 
     def number(self, key: str, default: float) -> float:
+        # TOML has inf and nan; neither is a usable number of seconds.
         value = self._take(
             key,
             default,
-            "a number of seconds greater than 0",
-            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+            "a finite number of seconds greater than 0",
+            lambda v: (
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v > 0
+            ),
         )
         return float(value)
 

@@ -385,12 +385,20 @@ class ConfigErrorTests(ConfigTestCase):
             ),
             (
                 {"ldap": 'listen = []\nidle_timeout = "10m"'},
-                "invalid ldap.idle_timeout = '10m': expected a number of seconds",
+                "invalid ldap.idle_timeout = '10m': expected a finite number",
             ),
             (
                 {"ldap": "listen = []\nidle_timeout = 0"},
-                "invalid ldap.idle_timeout = 0: expected a number of seconds "
+                "invalid ldap.idle_timeout = 0: expected a finite number of seconds "
                 "greater than 0",
+            ),
+            (
+                {"ldap": "listen = []\nidle_timeout = inf"},
+                "invalid ldap.idle_timeout = inf: expected a finite number",
+            ),
+            (
+                {"ldap": "listen = []\nidle_timeout = nan"},
+                "invalid ldap.idle_timeout = nan: expected a finite number",
             ),
             (
                 {"server": 'public_url = "https://a.example"\ndata_dir = ""'},
