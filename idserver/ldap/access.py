@@ -1,6 +1,6 @@
 """
-Who may use the LDAP server: the on/off switch, the address allowlist and
-the secret of the admin bind DN, kept as settings in the directory.
+Access to the LDAP server: the on/off switch, the address allowlist and the
+secret of the admin bind DN, kept as settings in the directory.
 
 Settings keys:
 

@@ -67,7 +67,7 @@ class UserTarget:
 @dataclass(frozen=True)
 class BindIdentity:
     """
-    Who a connection is bound as.
+    The identity a connection is bound as.
 
     @ivar dn: the DN of the identity, as Who am I? returns it.
     @ivar user_id: the user's id, or C{None} for the admin account.

@@ -2,10 +2,10 @@
 Distinguished names: parsing the string form of RFC 4514 and comparing
 names with distinguishedNameMatch (RFC 4517 §4.2.15).
 
-A parsed name is a tuple of RDNs, leaf first; an RDN is a tuple of
-C{(attribute type, value)} pairs. Types are lower-cased and aliases and
-OIDs of the types this server uses are replaced by their short names;
-values are unescaped but otherwise kept as given.
+A parsed name is a tuple of RDNs, leaf first, and an RDN is a tuple of
+C{(attribute type, value)} pairs. Types are lower-cased, and the aliases
+and OIDs of the types this server uses become their short names. Values
+are unescaped but otherwise kept as given.
 """
 
 from __future__ import annotations

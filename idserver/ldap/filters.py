@@ -228,7 +228,7 @@ def _decode(
     if tag == _NOT:
         inner, cursor = _decode(data, start, stop, depth + 1, budget)
         if cursor != stop:
-            raise DecodeError("NOT holds more than one filter")
+            raise DecodeError("NOT contains more than one filter")
         return Not(inner), stop
 
     if tag in _AVA_CLASSES:
@@ -420,6 +420,7 @@ class _Parser:
             return self.extensible(attribute or None)
         if not attribute:
             raise self.fail("missing attribute description")
+
         operator = self.peek()
         if operator in "~<>":
             self.position += 1
@@ -430,6 +431,7 @@ class _Parser:
             if operator == ">":
                 return GreaterOrEqual(attribute, value)
             return LessOrEqual(attribute, value)
+
         self.expect("=")
         pieces = [self.value()]
         while self.peek() == "*":

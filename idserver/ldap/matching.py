@@ -1,8 +1,8 @@
 """
 Filter evaluation: a filter is compiled once per search into a L{Matcher},
 which tests entries with the three-valued logic of RFC 4511 §4.5.1.7
-(TRUE, FALSE and Undefined, written C{True}, C{False} and C{None}) and
-tells which entries an index can narrow the search to.
+(TRUE, FALSE and Undefined, written C{True}, C{False} and C{None}), and
+which returns the entries an index narrows the search to.
 
 Assertion values are normalised at compile time with the rules of
 L{idserver.ldap.schema}, so testing an entry compares prepared values.
@@ -53,7 +53,7 @@ _SPACES = re.compile(r"\s+")
 
 class Matchable(Protocol):
     """
-    What a matcher reads from an entry.
+    The parts of an entry that a matcher reads.
 
     @ivar values: attribute key to normalised values; only attributes with
         values are present.

@@ -5,7 +5,7 @@ Requests decode into small typed objects. A message whose structure is
 wrong raises L{DecodeError}, after which RFC 4511 §4.1.1 has the server
 send a notice of disconnection and close the connection. Values that are
 well-formed but not acceptable (a bind version other than 3, a search
-scope out of range) are left for the operation to answer with a result
+scope out of range) are left to the operation, which returns a result
 code.
 """
 
@@ -177,7 +177,7 @@ class ExtendedRequest:
 @dataclass(frozen=True, slots=True)
 class UpdateRequest:
     """
-    A modify, add, delete or modify DN request; this server answers them
+    A modify, add, delete or modify DN request. This server rejects them
     all with unwillingToPerform, so only the response tag is kept.
     """
 
@@ -419,8 +419,8 @@ def encode_result(
     extra: bytes = b"",
 ) -> bytes:
     """
-    Encode an LDAPResult protocolOp with the given response tag; C{extra}
-    holds the encoded fields that follow the result in some responses.
+    Encode an LDAPResult protocolOp with the given response tag. C{extra}
+    contains the encoded fields that follow the result in some responses.
     """
     return encode_tlv(
         tag,

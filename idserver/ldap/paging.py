@@ -1,12 +1,12 @@
 """
 Simple Paged Results (RFC 2696).
 
-The server keeps no state between pages. A cookie names the position after
-the last entry returned (its sort key) and how many entries the search has
-returned so far, and carries an HMAC over those and the encoded search
-request, so a cookie only continues the search that produced it and cannot
-be forged. Entries added or removed between pages are handled as a cursor
-would: later pages continue after the last entry sent.
+The server keeps no state between pages. A cookie contains the sort key of
+the last entry returned and the number of entries returned so far. It
+carries an HMAC over those and the encoded search request, so a cookie
+only continues the search that produced it and cannot be forged. Entries
+added or removed between pages are handled as a cursor would: later pages
+continue after the last entry sent.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class InvalidCookie(ValueError):
 @dataclass(frozen=True, slots=True)
 class PageState:
     """
-    Where a paged search continues.
+    The position where a paged search continues.
 
     @ivar after: the sort key of the last entry returned.
     @ivar returned: the number of entries returned by the earlier pages.

@@ -2,7 +2,7 @@
 The attribute types this server publishes and how their values compare.
 
 Attribute names compare case-insensitively (RFC 4512 §2.5), and each type
-also answers to its OID and to the aliases of the standard schema. Values
+is also named by its OID and by the aliases of the standard schema. Values
 are normalised once per syntax, so equality, substring and ordering checks
 compare prepared values:
 
@@ -57,7 +57,7 @@ class Syntax(enum.Enum):
 class InvalidValue(ValueError):
     """
     An assertion value is not valid for the syntax of its attribute, so the
-    filter item that holds it is Undefined (RFC 4511 §4.5.1.7).
+    filter item that contains it is Undefined (RFC 4511 §4.5.1.7).
     """
 
 

@@ -14,7 +14,6 @@ from idserver.ldap.dn import InvalidDN, normalize_dn, normalize_parsed, parse_dn
 from idserver.ldap.entries import Entry, Selection, Snapshot
 from idserver.ldap.matching import compile_filter
 from idserver.ldap.messages import (
-    COMPARE_RESPONSE,
     SEARCH_RESULT_DONE,
     CompareRequest,
     LDAPError,
@@ -287,7 +286,7 @@ class SearchOperation:
         if selection.user:
             # The root DSE's attributes are operational (RFC 4512 §5.1), but
             # clients that do not know RFC 3673 ask for them with "*" or no
-            # list, as Active Directory and ldaptor answer.
+            # list, and Active Directory and ldaptor return them so.
             selection = Selection(True, True, selection.named)
         if self._matcher.match(self._root) is True:
             messages.append(
@@ -343,7 +342,8 @@ class _Abandoned(LDAPError):
 
 def compare(snapshot: Snapshot, request: CompareRequest) -> ResultCode:
     """
-    Answer a compare request with compareTrue or compareFalse.
+    Compare an attribute value of an entry: return compareTrue or
+    compareFalse.
 
     @raise LDAPError: noSuchObject, invalidDNSyntax, undefinedAttributeType
         for an unknown attribute, noSuchAttribute when the entry has no
@@ -366,14 +366,3 @@ def compare(snapshot: Snapshot, request: CompareRequest) -> ResultCode:
     except InvalidValue:
         return ResultCode.compareFalse
     return ResultCode.compareTrue if wanted in values else ResultCode.compareFalse
-
-
-def encode_compare_response(
-    message_id: int, code: ResultCode, message: str = "", matched_dn: str = ""
-) -> bytes:
-    """
-    Encode a CompareResponse message.
-    """
-    return encode_message(
-        message_id, encode_result(COMPARE_RESPONSE, code, message, matched_dn)
-    )

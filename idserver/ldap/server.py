@@ -4,7 +4,7 @@ on top of ldaptor's L{BaseLDAPServer}.
 
 ldaptor's decoding, dispatch and server behaviour are replaced here: its
 BER decoder trusts length fields and recurses without limit, its server
-accepts every anonymous bind, ignores size limits and controls, answers the
+accepts every anonymous bind, ignores size limits and controls, returns the
 root DSE for one exact filter and swallows errors raised while sending
 entries. This class decodes with L{idserver.ldap.messages} and answers from
 L{idserver.ldap.search} and L{idserver.ldap.backend}.
@@ -257,7 +257,12 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         self.factory.backend.policy().addCallbacks(self._admit, self._policy_failed)
 
     def _policy_failed(self, failure: Failure) -> None:
-        self.log.failure("Cannot read the LDAP server settings", failure)
+        self.log.failure(
+            "Failed to read the LDAP server settings; closing the connection"
+            " from {address}",
+            failure,
+            address=self.address,
+        )
         self.abort()
 
     def _admit(self, policy: AccessPolicy) -> None:
@@ -714,7 +719,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             reply(ResultCode.operationsError, "TLS is already active")
             return
         if self.factory.starttls is None:
-            # RFC 4511 §4.14.2: a server without TLS answers protocolError.
+            # RFC 4511 §4.14.2: a server without TLS returns protocolError.
             reply(ResultCode.protocolError, "StartTLS is not offered on this port")
             return
         if request.value is not None:

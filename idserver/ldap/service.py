@@ -1,7 +1,7 @@
 """
 The LDAP listeners of the daemon: one protocol factory per C{[ldap]
-listen} entry, all over one backend, so every listener answers from the
-same snapshot.
+listen} entry, all over one backend, so every listener searches the same
+snapshot.
 """
 
 from __future__ import annotations
