@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides
 
-from idserver.ldap import server
+from idserver.ldap import server, service
 from idserver.ldap.access import AccessPolicy, parse_allowlist
 from idserver.ldap.ber import encode_integer, encode_tlv
 from idserver.ldap.entries import Snapshot
@@ -200,6 +201,30 @@ class AccessTests(ProtocolTestBase):
         self.assertFalse(first_transport.disconnected)
         self.assertTrue(second_transport.disconnected)
         self.assertFalse(third_transport.disconnected)
+
+    def test_refusals_logged(self) -> None:
+        """
+        Refused connections are logged with address and reason; repeats
+        from one address are logged every hundredth time.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        for _ in range(150):
+            self.connect("10.2.0.1")
+        logged = [e for e in events if e.get("address") == "10.2.0.1"]
+        self.assertEqual([e["count"] for e in logged], [1, 100])
+        self.assertEqual(logged[0]["reason"], "the address is not on the allowlist")
+
+    def test_connection_limit_from_file_limit(self) -> None:
+        """
+        The listeners together keep at most half of the open-file limit.
+        """
+        self.patch(service.resource, "getrlimit", lambda kind: (1024, 4096))
+        self.assertEqual(service.connection_limit(2), 1024)
+        self.patch(service.resource, "getrlimit", lambda kind: (1024, 10**9))
+        self.assertEqual(service.connection_limit(1), service.MAX_CONNECTIONS)
+        infinity = service.resource.RLIM_INFINITY
+        self.patch(service.resource, "getrlimit", lambda kind: (infinity, infinity))
+        self.assertEqual(service.connection_limit(1), service.MAX_CONNECTIONS)
 
     def test_idle_timeout(self) -> None:
         """

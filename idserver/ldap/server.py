@@ -177,12 +177,17 @@ class LDAPServerFactory(ServerFactory):
     def _sweep(self) -> None:
         self._sweep_call = None
         deadline = self.reactor.seconds() - self.idle_timeout
-        for connection in [c for c in self.connections if c.last_activity <= deadline]:
-            self.log.info(
-                "Closing the idle LDAP connection from {address}",
-                address=connection.address,
-            )
+        idle = [c for c in self.connections if c.last_activity <= deadline]
+        for connection in idle:
             connection.abort()
+        if idle:
+            self.log.info(
+                "Closed {count} LDAP connections idle for {seconds} seconds,"
+                " the first from {address}",
+                count=len(idle),
+                seconds=self.idle_timeout,
+                address=idle[0].address,
+            )
         if self.connections:
             self._sweep_call = self.reactor.callLater(
                 self._sweep_interval(), self._sweep
@@ -195,8 +200,8 @@ class LDAPServerFactory(ServerFactory):
 
     def refused(self, address: str | None, reason: str) -> None:
         """
-        Log a refused connection; repeats from one address are counted and
-        logged every hundredth time.
+        Log a connection closed by the server for C{reason}; repeats from
+        one address are counted and logged every hundredth time.
         """
         key = address or "?"
         count = self._refusals.get(key, 0) + 1
@@ -205,7 +210,8 @@ class LDAPServerFactory(ServerFactory):
         self._refusals[key] = count
         if count == 1 or count % 100 == 0:
             self.log.info(
-                "Refused LDAP connection from {address}: {reason} ({count} so far)",
+                "Closed the LDAP connection from {address}: {reason}"
+                " ({count} from this address so far)",
                 address=address,
                 reason=reason,
                 count=count,
@@ -307,11 +313,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         self._closing = True
         self._queue.clear()
         self._search = None
-        self.log.info(
-            "Closing the LDAP connection from {address}: {reason}",
-            address=self.address,
-            reason=message,
-        )
+        self.factory.refused(self.address, message)
         self._write(
             encode_message(
                 0, encode_extended_response(code, message, NOTICE_OF_DISCONNECTION)

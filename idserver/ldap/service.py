@@ -6,6 +6,7 @@ snapshot.
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,24 @@ from idserver.ldap.paging import CookieSigner
 from idserver.ldap.server import LDAPServerFactory
 from idserver.tls import parse_endpoint_description, server_tls_options
 
-__all__ = ["build_ldap_factories"]
+__all__ = ["build_ldap_factories", "connection_limit"]
+
+# The most connections one LDAP listener keeps open.
+MAX_CONNECTIONS = 10000
+
+
+def connection_limit(listeners: int) -> int:
+    """
+    Return the connection limit of each of C{listeners} LDAP listeners: at
+    most L{MAX_CONNECTIONS}, and together at most half of the open-file
+    limit that the daemon raises to at start (the hard limit), so HTTP
+    connections and files keep descriptors and accept() does not fail.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    files = soft if hard == resource.RLIM_INFINITY else hard
+    if files == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, files // 2 // max(1, listeners)))
 
 
 def build_ldap_factories(
@@ -38,6 +56,7 @@ def build_ldap_factories(
     """
     ldap = config.ldap
     backend = LDAPBackend(reactor, directory, suffix=ldap.suffix)
+    max_connections = connection_limit(len(ldap.listen))
     starttls = server_tls_options(config) if config.tls is not None else None
     signer = CookieSigner()
     factories = []
@@ -49,6 +68,7 @@ def build_ldap_factories(
             max_entries=ldap.max_entries,
             idle_timeout=ldap.idle_timeout,
             max_message_size=ldap.max_message_size,
+            max_connections=max_connections,
             starttls=None if kind == "ssl" else starttls,
             signer=signer,
         )
