@@ -162,6 +162,7 @@ def prepare(
         C{stderr}).
     """
     try:
+        _check_encoding(argv)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             args = build_parser().parse_args(list(argv))
         if args.check is not None:
@@ -344,6 +345,25 @@ def read_new_password(
     if first != second:
         raise CommandError("The passwords do not match; nothing was changed.")
     return first
+
+
+def _check_encoding(argv: Sequence[str]) -> None:
+    """
+    Reject arguments that were not UTF-8 on the command line.
+
+    Python decodes such bytes to lone surrogates, which SQLite, JSON output
+    and the web pages cannot encode later.
+
+    @raise usage.UsageError: an argument has lone surrogates.
+    """
+    for position, argument in enumerate(argv, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            raise usage.UsageError(
+                f"argument {position} is not valid UTF-8; check the terminal's"
+                " character encoding (locale)"
+            ) from None
 
 
 def _config_path(args: argparse.Namespace) -> str:
