@@ -315,6 +315,10 @@ class _Table:
         return (base_dir / Path(value).expanduser()).resolve()
 
 
+# Printable ASCII without spaces: the characters a URI may contain.
+_URL_TEXT = re.compile(r"[!-~]+")
+
+
 def _public_url(table: _Table) -> str:
     url: str = table.string("public_url")
     expected = (
@@ -337,6 +341,24 @@ def _public_url(table: _Table) -> str:
         or (port is not None and port == 0)
     ):
         raise table.error("public_url", url, expected)
+    # The issuer is this text followed by /openid and is compared as a
+    # string, so it must be the URL's one spelling: urlsplit lower-cases the
+    # scheme and silently drops tabs and newlines, and it accepts spaces,
+    # non-ASCII host names (which need their xn-- form), user info and an
+    # empty port.
+    if (
+        not _URL_TEXT.fullmatch(url)
+        or not url.startswith(parts.scheme + "://")
+        or "@" in parts.netloc
+        or parts.netloc.endswith(":")
+    ):
+        raise table.error(
+            "public_url",
+            url,
+            "a URL written in printable ASCII without spaces, user info or an"
+            " empty port, with a lower-case scheme and an IDN host name in its"
+            " xn-- form",
+        )
     return url
 
 
