@@ -484,7 +484,7 @@ class IClientRegistry(Interface):
         launch_url: str | None = None,
         signing_alg: str = "RS256",
         public: bool = False,
-        allowed_groups: list[str] | None = None,
+        allowed_group_ids: list[str] | None = None,
     ) -> Deferred[tuple[Client, str | None]]:
         """
         Register a client with a generated id and, unless C{public}, a
@@ -514,7 +514,7 @@ class IClientRegistry(Interface):
         launch_url: str | None = None,
         signing_alg: str | None = None,
         public: bool | None = None,
-        allowed_groups: list[str] | None = None,
+        allowed_group_ids: list[str] | None = None,
         new_secret: bool = False,
     ) -> Deferred[tuple[Client, str | None]]:
         """

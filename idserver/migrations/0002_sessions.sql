@@ -11,7 +11,7 @@ CREATE TABLE oidc_clients (
     launch_url TEXT,
     signing_alg TEXT NOT NULL,
     public INTEGER NOT NULL,
-    allowed_groups TEXT NOT NULL,             -- JSON list of group names
+    allowed_group_ids TEXT NOT NULL,          -- JSON list of group ids
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );

@@ -25,8 +25,10 @@ class Client:
     @ivar signing_alg: the ID token algorithm, one of L{SIGNING_ALGORITHMS}.
     @ivar public: C{True} for a client without a secret, which must use
         PKCE.
-    @ivar allowed_groups: names of the groups whose members may use the
-        app; empty means every user. Admins always may.
+    @ivar allowed_group_ids: ids of the groups whose members may use the
+        app; empty means every user. Admins always may. Ids rather than
+        names, so renaming a group keeps its access and a new group that
+        takes an old name does not inherit it.
     """
 
     client_id: str
@@ -37,6 +39,6 @@ class Client:
     launch_url: str | None
     signing_alg: str
     public: bool
-    allowed_groups: tuple[str, ...]
+    allowed_group_ids: tuple[str, ...]
     created_at: float
     updated_at: float
