@@ -1,57 +1,37 @@
 """
-Shared fixtures of the OpenID Connect tests: databases, stores, users.
+Shared fixtures of the OpenID Connect tests: a real SQLite directory with
+cheap argon2 parameters.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from collections import defaultdict
 from pathlib import Path
 
-from twisted.internet import defer
-from twisted.internet.defer import Deferred
-from zope.interface import implementer
+from twisted.trial.unittest import TestCase
 
-from idserver.interfaces import IRateLimitStore
+from idserver.directory.sqlite import SQLiteDirectory, open_directory
+from idserver.passwords import Argon2Hasher
 
-__all__ = ["MemoryRateLimits", "create_database"]
+__all__ = ["open_test_directory"]
 
 
-def create_database(directory: str) -> Path:
+def open_test_directory(test: TestCase, clock: object = None) -> SQLiteDirectory:
     """
-    Create a SQLite database with the session tables in C{directory}.
+    Open a new SQLite directory in a temporary folder of C{test}, with all
+    migrations applied and a fast hasher; both are closed at cleanup.
     """
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "idserver.db"
-    import idserver
+    from twisted.internet import reactor
 
-    migrations = Path(idserver.__file__).parent / "migrations"
-    sql = (migrations / "0002_sessions.sql").read_text()
-    connection = sqlite3.connect(path)
-    connection.executescript(sql)
-    connection.close()
-    return path
-
-
-@implementer(IRateLimitStore)
-class MemoryRateLimits:
-    """
-    Rate-limit counters in memory.
-    """
-
-    def __init__(self) -> None:
-        self._failures: dict[str, list[float]] = defaultdict(list)
-
-    def add_failure(self, key: str, window: float) -> Deferred[int]:
-        self._failures[key].append(time.time())
-        return self.failures(key, window)
-
-    def failures(self, key: str, window: float) -> Deferred[int]:
-        since = time.time() - window
-        return defer.succeed(sum(1 for t in self._failures[key] if t > since))
-
-    def reset(self, key: str) -> Deferred[None]:
-        self._failures.pop(key, None)
-        return defer.succeed(None)
+    folder = Path(test.mktemp())
+    folder.mkdir(parents=True)
+    hasher = Argon2Hasher(reactor, time_cost=1, memory_cost=8, parallelism=1)
+    hasher.start()
+    test.addCleanup(hasher.stop)
+    directory = open_directory(
+        str(folder / "idserver.db"),
+        reactor=reactor,
+        hasher=hasher,
+        clock=clock,  # type: ignore[arg-type]
+    )
+    test.addCleanup(directory.close)
+    return directory

@@ -18,7 +18,7 @@ from idserver.oidc.clients import (
     redirect_uri_matches,
     validate_redirect_uri,
 )
-from tests.oidc_fixtures import create_database
+from tests.oidc_fixtures import open_test_directory
 
 
 class RedirectURITests(SynchronousTestCase):
@@ -126,10 +126,7 @@ class SQLiteClientRegistryTests(TestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.registry = SQLiteClientRegistry(create_database(self.mktemp()), reactor)
-        self.addCleanup(self.registry.close)
+        self.registry = SQLiteClientRegistry(open_test_directory(self).database)
 
     def test_interface(self) -> None:
         """

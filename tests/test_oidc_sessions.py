@@ -8,7 +8,7 @@ from twisted.trial.unittest import TestCase
 
 from idserver.sessions.sqlite import SQLiteSessionStore
 from idserver.sessions.testing import SessionStoreContract
-from tests.oidc_fixtures import MemoryRateLimits, create_database
+from tests.oidc_fixtures import open_test_directory
 
 
 class SQLiteSessionStoreTests(SessionStoreContract, TestCase):
@@ -17,8 +17,5 @@ class SQLiteSessionStoreTests(SessionStoreContract, TestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        path = create_database(self.mktemp())
-        self.store = SQLiteSessionStore(path, reactor, MemoryRateLimits())
-        self.addCleanup(self.store.close)
+        directory = open_test_directory(self)
+        self.store = SQLiteSessionStore(directory.database, directory)

@@ -12,17 +12,15 @@ import json
 import re
 import secrets
 import sqlite3
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from zope.interface import implementer
 
+from idserver.directory.sqlite import Database
 from idserver.errors import NotFoundError, ValidationError
 from idserver.interfaces import IClientRegistry
 from idserver.oidc.model import SIGNING_ALGORITHMS, Client
-from idserver.sessions.database import Database
 
 __all__ = [
     "SQLiteClientRegistry",
@@ -249,23 +247,15 @@ def _select(connection: sqlite3.Connection, client_id: str) -> Client | None:
 @implementer(IClientRegistry)
 class SQLiteClientRegistry:
     """
-    An L{IClientRegistry} in the C{oidc_clients} table of the SQLite
-    database at C{path}.
+    An L{IClientRegistry} in the C{oidc_clients} table of the directory's
+    SQLite database, sharing its connection and thread.
     """
 
-    def __init__(self, path: Path | str, reactor: IReactorFromThreads) -> None:
-        self._db = Database(path, reactor, "idserver-clients")
-        self._reactor = reactor
-
-    def close(self) -> None:
-        """
-        Stop the database thread.
-        """
-        self._db.close()
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     def _now(self) -> float:
-        clock: IReactorTime = self._reactor  # type: ignore[assignment]
-        return clock.seconds()
+        return self._db.clock.seconds()
 
     def add_client(
         self,
@@ -327,10 +317,10 @@ class SQLiteClientRegistry:
             _store(connection, client)
             return client, secret
 
-        return await self._db.run(add)
+        return await self._db.write(add)
 
     def get_client(self, client_id: str) -> Deferred[Client | None]:
-        return self._db.run(lambda c: _select(c, client_id), write=False)
+        return self._db.read(_select, client_id)
 
     def list_clients(self) -> Deferred[list[Client]]:
         def select(connection: sqlite3.Connection) -> list[Client]:
@@ -340,7 +330,7 @@ class SQLiteClientRegistry:
             cursor.row_factory = sqlite3.Row
             return [_client(row) for row in cursor.fetchall()]
 
-        return self._db.run(select, write=False)
+        return self._db.read(select)
 
     def update_client(
         self,
@@ -422,7 +412,7 @@ class SQLiteClientRegistry:
             _store(connection, updated)
             return updated, secret
 
-        return await self._db.run(update)
+        return await self._db.write(update)
 
     def delete_client(self, client_id: str) -> Deferred[None]:
         def delete(connection: sqlite3.Connection) -> None:
@@ -432,4 +422,4 @@ class SQLiteClientRegistry:
             if cursor.rowcount == 0:
                 raise NotFoundError(f"There is no client {client_id!r}.", "client_id")
 
-        return self._db.run(delete)
+        return self._db.write(delete)

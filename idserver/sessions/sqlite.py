@@ -5,15 +5,13 @@ The default session store: tables in the directory's SQLite database.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
 from zope.interface import implementer
 
+from idserver.directory.sqlite import Database
 from idserver.interfaces import IRateLimitStore, ISessionStore
-from idserver.sessions.database import Database
 from idserver.sessions.model import (
     AccessToken,
     AuthorizationCode,
@@ -131,28 +129,17 @@ def _revoke_grants(connection: sqlite3.Connection, where: str, *args: Any) -> in
 @implementer(ISessionStore)
 class SQLiteSessionStore:
     """
-    An L{ISessionStore} in the SQLite database at C{path}, whose schema the
-    migrations have created.
+    An L{ISessionStore} in the directory's SQLite database, sharing its
+    connection and thread.
 
     The rate-limit counters are the directory's: calls of
     L{IRateLimitStore} go to C{rate_limits}, so LDAP binds and web logins
     count failures in one place.
     """
 
-    def __init__(
-        self,
-        path: Path | str,
-        reactor: IReactorFromThreads,
-        rate_limits: IRateLimitStore,
-    ) -> None:
-        self._db = Database(path, reactor, "idserver-sessions")
+    def __init__(self, database: Database, rate_limits: IRateLimitStore) -> None:
+        self._db = database
         self._rate_limits = rate_limits
-
-    def close(self) -> None:
-        """
-        Stop the database thread.
-        """
-        self._db.close()
 
     # IRateLimitStore
 
@@ -189,14 +176,14 @@ class SQLiteSessionStore:
                 ),
             )
 
-        return self._db.run(add)
+        return self._db.write(add)
 
     def get_session(self, key: str) -> Deferred[BrowserSession | None]:
         def get(connection: sqlite3.Connection) -> BrowserSession | None:
             row = _one(connection, "SELECT * FROM browser_sessions WHERE key = ?", key)
             return None if row is None else _session(row)
 
-        return self._db.run(get, write=False)
+        return self._db.read(get)
 
     def touch_session(self, key: str, last_seen: float) -> Deferred[None]:
         def touch(connection: sqlite3.Connection) -> None:
@@ -205,13 +192,13 @@ class SQLiteSessionStore:
                 (last_seen, key),
             )
 
-        return self._db.run(touch)
+        return self._db.write(touch)
 
     def delete_session(self, key: str) -> Deferred[None]:
         def delete(connection: sqlite3.Connection) -> None:
             connection.execute("DELETE FROM browser_sessions WHERE key = ?", (key,))
 
-        return self._db.run(delete)
+        return self._db.write(delete)
 
     def delete_session_by_sid(self, user_id: str, sid: str) -> Deferred[bool]:
         def delete(connection: sqlite3.Connection) -> bool:
@@ -221,7 +208,7 @@ class SQLiteSessionStore:
             )
             return cursor.rowcount > 0
 
-        return self._db.run(delete)
+        return self._db.write(delete)
 
     def sessions_of(self, user_id: str) -> Deferred[list[BrowserSession]]:
         def select(connection: sqlite3.Connection) -> list[BrowserSession]:
@@ -233,7 +220,7 @@ class SQLiteSessionStore:
             )
             return [_session(row) for row in rows]
 
-        return self._db.run(select, write=False)
+        return self._db.read(select)
 
     # Authorization codes
 
@@ -262,7 +249,7 @@ class SQLiteSessionStore:
                 ),
             )
 
-        return self._db.run(add)
+        return self._db.write(add)
 
     def redeem_code(
         self, key: str, grant_id: str, now: float
@@ -282,7 +269,7 @@ class SQLiteSessionStore:
                 )
             return code
 
-        return self._db.run(redeem)
+        return self._db.write(redeem)
 
     # Grants and tokens
 
@@ -304,14 +291,14 @@ class SQLiteSessionStore:
                 ),
             )
 
-        return self._db.run(add)
+        return self._db.write(add)
 
     def get_grant(self, grant_id: str) -> Deferred[Grant | None]:
         def get(connection: sqlite3.Connection) -> Grant | None:
             row = _one(connection, "SELECT * FROM grants WHERE id = ?", grant_id)
             return None if row is None else _grant(row)
 
-        return self._db.run(get, write=False)
+        return self._db.read(get)
 
     def grants_of(self, user_id: str) -> Deferred[list[Grant]]:
         def select(connection: sqlite3.Connection) -> list[Grant]:
@@ -322,13 +309,13 @@ class SQLiteSessionStore:
             )
             return [_grant(row) for row in rows]
 
-        return self._db.run(select, write=False)
+        return self._db.read(select)
 
     def revoke_grant(self, grant_id: str) -> Deferred[None]:
         def revoke(connection: sqlite3.Connection) -> None:
             _revoke_grants(connection, "WHERE id = ?", grant_id)
 
-        return self._db.run(revoke)
+        return self._db.write(revoke)
 
     def add_refresh_token(self, token: RefreshToken, now: float) -> Deferred[None]:
         def add(connection: sqlite3.Connection) -> None:
@@ -348,14 +335,14 @@ class SQLiteSessionStore:
                 "UPDATE grants SET last_used = ? WHERE id = ?", (now, token.grant_id)
             )
 
-        return self._db.run(add)
+        return self._db.write(add)
 
     def get_refresh_token(self, key: str) -> Deferred[RefreshToken | None]:
         def get(connection: sqlite3.Connection) -> RefreshToken | None:
             row = _one(connection, "SELECT * FROM refresh_tokens WHERE key = ?", key)
             return None if row is None else _refresh_token(row)
 
-        return self._db.run(get, write=False)
+        return self._db.read(get)
 
     def rotate_refresh_token(self, key: str, now: float) -> Deferred[bool]:
         def rotate(connection: sqlite3.Connection) -> bool:
@@ -366,7 +353,7 @@ class SQLiteSessionStore:
             )
             return cursor.rowcount == 1
 
-        return self._db.run(rotate)
+        return self._db.write(rotate)
 
     def add_access_token(self, token: AccessToken) -> Deferred[None]:
         def add(connection: sqlite3.Connection) -> None:
@@ -384,20 +371,20 @@ class SQLiteSessionStore:
                 ),
             )
 
-        return self._db.run(add)
+        return self._db.write(add)
 
     def get_access_token(self, key: str) -> Deferred[AccessToken | None]:
         def get(connection: sqlite3.Connection) -> AccessToken | None:
             row = _one(connection, "SELECT * FROM access_tokens WHERE key = ?", key)
             return None if row is None else _access_token(row)
 
-        return self._db.run(get, write=False)
+        return self._db.read(get)
 
     def delete_access_token(self, key: str) -> Deferred[None]:
         def delete(connection: sqlite3.Connection) -> None:
             connection.execute("DELETE FROM access_tokens WHERE key = ?", (key,))
 
-        return self._db.run(delete)
+        return self._db.write(delete)
 
     # Whole users and housekeeping
 
@@ -409,7 +396,7 @@ class SQLiteSessionStore:
             )
             return {row[0] for row in rows}
 
-        return self._db.run(select, write=False)
+        return self._db.read(select)
 
     def end_user_sessions(self, user_id: str) -> Deferred[int]:
         def end(connection: sqlite3.Connection) -> int:
@@ -420,7 +407,7 @@ class SQLiteSessionStore:
                 connection, "WHERE user_id = ?", user_id
             )
 
-        return self._db.run(end)
+        return self._db.write(end)
 
     def purge_expired(self, now: float) -> Deferred[int]:
         def purge(connection: sqlite3.Connection) -> int:
@@ -446,4 +433,4 @@ class SQLiteSessionStore:
             )
             return count
 
-        return self._db.run(purge)
+        return self._db.write(purge)
