@@ -4,9 +4,10 @@ the run of one command against the directory.
 
 A run has two steps. L{prepare} is synchronous: it parses the arguments,
 loads the configuration and reads the new password (prompt or standard
-input), all before the reactor starts, so a prompt never blocks the
-reactor and bad input fails before anything is opened. L{execute} then
-opens the directory and awaits the command's handler on the reactor.
+input). L{main} calls it before starting the reactor, so a prompt waits
+for the administrator without holding up the reactor, and bad input fails
+before anything is opened. L{execute} then opens the directory and awaits
+the command's handler on the reactor.
 
 Exit codes: 0 on success, 1 when the operation failed (a directory rule,
 an unknown user or group, a database error), 2 for a usage error (bad
@@ -46,6 +47,7 @@ from idserver.config import (
     default_config_path,
     load_config,
 )
+from idserver.directory.schema import SchemaError
 from idserver.errors import DirectoryError, HasherBusyError
 
 __all__ = [
@@ -215,7 +217,7 @@ async def execute(reactor: Any, invocation: Invocation) -> int:
     except usage.UsageError as error:
         _report(invocation.stderr, error)
         return EXIT_USAGE
-    except sqlite3.Error as error:
+    except (sqlite3.Error, SchemaError) as error:
         _report(invocation.stderr, f"database error: {error}")
         return EXIT_FAILURE
     except OSError as error:

@@ -1,11 +1,17 @@
 """
-What every C{idserver-admin} command module builds on: the context a
-command runs in and the call that registers a subcommand.
+The base of every C{idserver-admin} command module: the context a command
+runs in and the call that registers a subcommand.
 
 A command module defines C{register(commands)}, which calls L{add_command}
 once per subcommand (nesting with L{add_group} for two-word commands such
-as C{user add}), and lists the module in
-L{idserver.admin.cli.COMMAND_MODULES}.
+as C{user add}), and is listed in L{idserver.admin.cli.COMMAND_MODULES}.
+Each subcommand has an C{async} handler taking the L{CommandContext} and
+the parsed arguments. A handler that changes something calls
+L{CommandContext.begin_change} before the change and
+L{CommandContext.record_change} after it, so the audit log gets the
+success, or the failure when the change raises. Errors of
+L{idserver.errors} and L{CommandError} become one line on standard error
+and exit code 1; L{twisted.python.usage.UsageError} becomes exit code 2.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ __all__ = [
 #: code, or C{None} for success.
 Handler = Callable[["CommandContext", argparse.Namespace], Awaitable[int | None]]
 
-#: How a command uses the database: C{"existing"} opens it and fails when it
+#: The database access of a command: C{"existing"} opens it and fails when it
 #: was never created, C{"create"} lets the command create it (C{init} only),
 #: C{"none"} does not open it.
 DatabaseUse = Literal["existing", "create", "none"]
@@ -52,7 +58,7 @@ DatabaseUse = Literal["existing", "create", "none"]
 
 class NewPassword(enum.Enum):
     """
-    How a command takes a new password.
+    The way a command takes a new password.
     """
 
     #: Prompt on a terminal; without a terminal or C{--password-stdin}, go

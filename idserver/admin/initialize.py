@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from idserver.admin.command import CommandContext, add_command, database_path
 
-__all__ = ["register"]
+__all__ = ["INIT_STEPS", "InitStep", "register"]
 
-#: The mode of a data directory created by C{init}: it holds the database
+#: One step of C{init} that runs once the database is open. It returns the
+#: lines that report what it found or did, and it changes nothing when its
+#: work was done by an earlier run.
+InitStep = Callable[[CommandContext], Awaitable[list[str]]]
+
+#: The mode of a data directory created by C{init}: it contains the database
 #: and the signing keys, so only the daemon's user may enter it.
 DATA_DIR_MODE = 0o700
 
@@ -49,7 +55,8 @@ async def _init(context: CommandContext, args: argparse.Namespace) -> None:
         report.append(f"Created database {path}.")
 
     context.begin_change("server.init", None)
-    report.extend(await _store_first_name(context))
+    for step in INIT_STEPS:
+        report.extend(await step(context))
     await context.record_change(" ".join(report))
 
     for line in report:
@@ -86,3 +93,9 @@ async def _store_first_name(context: CommandContext) -> list[str]:
         return [f"Setting name is already {current!r}; left unchanged."]
     await directory.set_setting("name", name)
     return [f"Stored setting name = {name!r}."]
+
+
+#: The steps of C{init} after the data directory and the database exist, in
+#: order. A feature whose files must exist before the daemon starts (such as
+#: signing keys) adds its step here.
+INIT_STEPS: tuple[InitStep, ...] = (_store_first_name,)

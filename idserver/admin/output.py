@@ -1,6 +1,6 @@
 """
-How C{idserver-admin} prints users, groups and settings: JSON documents for
-scripts and aligned text for people.
+The output formats of C{idserver-admin} for users, groups and settings:
+JSON documents for scripts and aligned text for people.
 
 The JSON field names and shapes are part of the command line's contract;
 scripts parse them, so fields are only ever added.
@@ -39,12 +39,9 @@ def format_timestamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def user_to_json(user: User, groups: Sequence[str] | None = None) -> dict[str, Any]:
+def user_to_json(user: User) -> dict[str, Any]:
     """
-    Convert a user to its JSON object.
-
-    @param groups: the names of the user's groups; C{user.groups} when
-        C{None}.
+    Convert a user to its JSON object; C{groups} lists group names.
     """
     return {
         "id": user.id,
@@ -56,7 +53,7 @@ def user_to_json(user: User, groups: Sequence[str] | None = None) -> dict[str, A
         "active": user.active,
         "source": _enum_value(user.source),
         "totp_enabled": user.totp_enabled,
-        "groups": sorted(user.groups if groups is None else groups),
+        "groups": sorted(user.groups),
         "created_at": format_timestamp(user.created_at),
         "updated_at": format_timestamp(user.updated_at),
     }

@@ -56,9 +56,9 @@ async def _show(context: CommandContext, args: argparse.Namespace) -> None:
 async def _set(context: CommandContext, args: argparse.Namespace) -> None:
     context.begin_change("settings.set", args.key)
     await context.directory.set_setting(args.key, args.parsed_value)
-    shown = _format_setting(args.parsed_value)
-    await context.record_change(f"{args.key} = {shown}")
-    context.stdout.write(f"Set {args.key} to {shown}.\n")
+    formatted = _format_setting(args.parsed_value)
+    await context.record_change(f"{args.key} = {formatted}")
+    context.stdout.write(f"Set {args.key} to {formatted}.\n")
 
 
 def _format_setting(value: Any) -> str:

@@ -17,7 +17,8 @@ from idserver.admin.command import (
     find_user,
 )
 from idserver.admin.output import user_to_json, write_json, write_record, write_table
-from idserver.model import User
+from idserver.errors import ReadOnlyError
+from idserver.model import Source, User
 from idserver.validation import (
     normalize_email,
     normalize_username,
@@ -182,17 +183,8 @@ async def _add(context: CommandContext, args: argparse.Namespace) -> None:
 async def _set(context: CommandContext, args: argparse.Namespace) -> None:
     user = await find_user(context, args.username)
     context.begin_change("user.update", user.username)
+    _check_local_fields(user, args)
 
-    changed = [
-        name
-        for name, value in (
-            ("email", args.email),
-            ("fallback email", args.fallback_email),
-            ("display name", args.name),
-            ("role", args.role),
-        )
-        if value is not None
-    ]
     updated = await context.directory.update_user(
         user.id,
         email=args.email,
@@ -202,15 +194,49 @@ async def _set(context: CommandContext, args: argparse.Namespace) -> None:
         display_name=args.name,
         role=args.role,
     )
-    detail = "changed " + ", ".join(changed)
-    if args.role is not None:
-        detail += f" (role {args.role})"
+    detail = _describe_changes(args)
     await context.record_change(detail)
 
     if args.json:
-        write_json(context.stdout, await _user_json(context, updated))
+        write_json(context.stdout, user_to_json(updated))
         return
     context.stdout.write(f"Updated user {updated.username}: {detail}.\n")
+
+
+def _describe_changes(args: argparse.Namespace) -> str:
+    """
+    Name the fields that C{user set} changes, for the confirmation and the
+    audit log; values other than the role are left out.
+    """
+    changes = []
+    if args.email is not None:
+        changes.append("email")
+    if args.fallback_email == "":
+        changes.append("fallback email removed")
+    elif args.fallback_email is not None:
+        changes.append("fallback email")
+    if args.name is not None:
+        changes.append("display name")
+    if args.role is not None:
+        changes.append(f"role {args.role}")
+    return "changed " + ", ".join(changes)
+
+
+def _check_local_fields(user: User, args: argparse.Namespace) -> None:
+    """
+    Reject a change of the fields that the external directory owns.
+
+    @raise ReadOnlyError: C{user} comes from the external directory and
+        C{args} changes its email or display name.
+    """
+    if user.source is not Source.ldap:
+        return
+    if args.email is not None or args.name is not None:
+        raise ReadOnlyError(
+            f"The user {user.username!r} comes from the external directory, so"
+            " the email address and display name can only be changed there.",
+            "email" if args.email is not None else "display_name",
+        )
 
 
 async def _set_password(context: CommandContext, args: argparse.Namespace) -> None:
@@ -246,7 +272,7 @@ async def _list(context: CommandContext, args: argparse.Namespace) -> None:
 
 async def _show(context: CommandContext, args: argparse.Namespace) -> None:
     user = await find_user(context, args.username)
-    record = await _user_json(context, user)
+    record = user_to_json(user)
     if args.json:
         write_json(context.stdout, record)
         return
@@ -306,8 +332,3 @@ async def _totp_disable(context: CommandContext, args: argparse.Namespace) -> No
     await context.directory.disable_totp(user.id)
     await context.record_change("2FA turned off")
     context.stdout.write(f"2FA is now off for {user.username}.\n")
-
-
-async def _user_json(context: CommandContext, user: User) -> dict[str, Any]:
-    groups = await context.directory.groups_of(user.id)
-    return user_to_json(user, [group.name for group in groups])

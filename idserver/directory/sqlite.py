@@ -916,9 +916,9 @@ def _change_member(
 ) -> Group:
     group = _fetch_group(connection, group_id)
     _user_row(connection, user_id)
+    _check_writable(group, sync, "change the members of")
     if (user_id in group.members) == add:
         return group
-    _check_writable(group, sync, "change the members of")
 
     if add:
         connection.execute(
@@ -1020,12 +1020,12 @@ def _select_events(
         conditions.append("(actor = :user OR subject = :user)")
         parameters["user"] = user
     if kind:
-        # A prefix match that can use the index on kind: every string that
-        # starts with the prefix sorts between it and the prefix with its
-        # last character incremented.
-        conditions.append("kind >= :kind_from AND kind < :kind_to")
-        parameters["kind_from"] = kind
-        parameters["kind_to"] = kind[:-1] + chr(ord(kind[-1]) + 1)
+        conditions.append("kind >= :kind")
+        parameters["kind"] = kind
+        upper = _prefix_upper_bound(kind)
+        if upper is not None:
+            conditions.append("kind < :kind_to")
+            parameters["kind_to"] = upper
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = connection.execute(
         f"SELECT * FROM audit_events {where}"  # noqa: S608
@@ -1046,6 +1046,19 @@ def _select_events(
         )
         for row in rows
     ]
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """
+    Return the smallest string greater than every string that starts with
+    C{prefix}, or C{None} if there is none. With C{kind >= prefix} it makes
+    a prefix match that can use the index on kind; SQLite compares text as
+    UTF-8 bytes, which sort in code point order.
+    """
+    stripped = prefix.rstrip(chr(0x10FFFF))
+    if not stripped:
+        return None
+    return stripped[:-1] + chr(ord(stripped[-1]) + 1)
 
 
 # Rate limits
