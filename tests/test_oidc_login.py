@@ -444,7 +444,7 @@ class LoginTests(TestCase):
         for alg in ("RS256", "EdDSA"):
             client_id, secret = await self._client(signing_alg=alg)
 
-            def flow() -> None:
+            def flow(client_id: str, secret: str | None, alg: str) -> None:
                 location = Browser(self.server).login(
                     auth_url(self.server, client_id, nonce="n-42"), "alice"
                 )
@@ -455,7 +455,7 @@ class LoginTests(TestCase):
                     claims["at_hash"], hash_half(tokens["access_token"], alg)
                 )
 
-            await in_thread(flow)
+            await in_thread(flow, client_id, secret, alg)
 
 
 class EndSessionTests(TestCase):
