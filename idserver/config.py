@@ -237,6 +237,15 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_threads",
         "max_queue",
     ),
+    "oidc": (
+        "code_lifetime",
+        "access_token_lifetime",
+        "id_token_lifetime",
+        "refresh_token_lifetime",
+        "refresh_grace",
+        "session_lifetime",
+        "session_idle_timeout",
+    ),
 }
 
 
@@ -459,7 +468,6 @@ def _oidc(table: _Table) -> OIDCConfig:
             for key in OIDCConfig.__dataclass_fields__
         }
     )
-    table.finish()
     return oidc
 
 

@@ -25,9 +25,10 @@ from idserver.directory.sqlite import SQLiteDirectory
 from idserver.model import User
 from idserver.oidc.keys import KeyStore
 from idserver.oidc.model import Client
-from idserver.oidc.site import OIDC, OIDCSite, build_oidc
+from idserver.oidc.site import OIDC, build_oidc
 from idserver.tls import certificate_options, create_self_signed_certificate
 from idserver.web.request import FrontResource
+from idserver.web.routing import PrefixRouter
 from tests.oidc_fixtures import open_test_directory
 
 __all__ = ["Browser", "OIDCServer", "in_thread"]
@@ -115,7 +116,7 @@ class OIDCServer:
             keys=keys,
             clock=reactor,
         )
-        root = FrontResource(OIDCSite(oidc.routes(), NoResource()), ())
+        root = FrontResource(PrefixRouter(oidc.routes, NoResource()), ())
         certificate, private_key = folder / "cert.pem", folder / "key.pem"
         create_self_signed_certificate(certificate, private_key)
         site = TrackingSite(root)
