@@ -7,7 +7,7 @@ L{idserver.web.routing.PrefixRouter} which paths they serve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from twisted.internet.interfaces import IReactorTime
@@ -74,16 +74,19 @@ class OIDC:
     logins: LoginService
     resource: OpenIDResource
     login_pages: LoginPages
+    _routes: Routes | None = field(default=None, repr=False)
 
     def routes(self) -> Routes:
         """
         Return the path prefixes and the resource serving each.
         """
-        oidc: IResource = self.resource.app.resource()
-        login: IResource = self.login_pages.app.resource()
-        return [(path, oidc) for path in OIDC_PATHS] + [
-            (path, login) for path in LOGIN_PATHS
-        ]
+        if self._routes is None:
+            oidc: IResource = self.resource.app.resource()
+            login: IResource = self.login_pages.app.resource()
+            self._routes = [(path, oidc) for path in OIDC_PATHS] + [
+                (path, login) for path in LOGIN_PATHS
+            ]
+        return self._routes
 
 
 def _lifetimes(oidc: OIDCConfig) -> tuple[Lifetimes, SessionLifetimes]:
