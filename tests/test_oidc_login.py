@@ -10,8 +10,10 @@ import time
 
 import pyotp
 import requests
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
+from idserver.errors import HasherBusyError
 from idserver.oidc.protocol import hash_half
 from tests.oidc_server import (
     PASSWORD,
@@ -158,6 +160,30 @@ class LoginTests(TestCase):
             result = browser.submit(page, username="alice", password=PASSWORD)
             assert isinstance(result, requests.Response)
             self.assertEqual(result.status_code, 401)
+
+        await in_thread(flow)
+
+    async def test_hasher_busy(self) -> None:
+        """
+        When the password hashing queue is full the login answers 503.
+        """
+        client_id, _ = await self._client()
+
+        def busy(credentials: object) -> defer.Deferred[object]:
+            return defer.fail(HasherBusyError())
+
+        # The real queue fills only under load; the login service passes the
+        # hasher's error through unchanged, which this stands in for.
+        self.server.oidc.login_pages.logins.authenticate = busy  # type: ignore[method-assign]
+
+        def flow() -> None:
+            browser = Browser(self.server)
+            page = browser.get(auth_url(self.server, client_id))
+            assert isinstance(page, requests.Response)
+            result = browser.submit(page, username="alice", password=PASSWORD)
+            assert isinstance(result, requests.Response)
+            self.assertEqual(result.status_code, 503)
+            self.assertIn("Retry-After", result.headers)
 
         await in_thread(flow)
 
