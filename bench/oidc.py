@@ -11,8 +11,8 @@ worker processes pinned to CPU 1 (on a machine with one CPU nothing is
 pinned). The server's CPU time comes from /proc/<pid>/stat (utime + stime)
 before and after each measurement. The argon2 reference verifies the
 benchmark user's password hash with the same parameters in a process
-pinned to CPU 0 while the server idles; login and reference runs
-alternate, and the table gives their ratio, because timings on shared
+pinned to CPU 0 while the server idles. Login and reference runs
+alternate and the table gives their ratio, because timings on shared
 machines drift by tens of percent within minutes.
 """
 
@@ -50,7 +50,7 @@ CLIENT_CPU = 1
 
 
 def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
         os.sched_setaffinity(0, {cpu})
 
 
@@ -176,118 +176,123 @@ code_lifetime = 3600
 
 
 def sign_in(
-    server: Server, session: requests.Session, return_to: str = "/login/done"
+    base: str, session: requests.Session, return_to: str = "/login/done"
 ) -> requests.Response:
-    page = session.get(server.base + "/login?" + urlencode({"return_to": return_to}))
+    page = session.get(base + "/login?" + urlencode({"return_to": return_to}))
     fields = {
         name: html.unescape(value)
         for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', page.text)
     }
     fields.update(username="bench", password=PASSWORD)
-    return session.post(server.base + "/login", data=fields, allow_redirects=False)
+    return session.post(base + "/login", data=fields, allow_redirects=False)
 
 
-def auth_url(server: Server) -> str:
-    return (
-        server.issuer
-        + "/auth?"
-        + urlencode(
-            {
-                "response_type": "code",
-                "client_id": server.client_id,
-                "redirect_uri": REDIRECT_URI,
-                "scope": "openid profile email groups",
-                "state": "s",
-                "nonce": "n",
-            }
-        )
-    )
+def auth_url(issuer: str, client_id: str) -> str:
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email groups",
+        "state": "s",
+        "nonce": "n",
+    }
+    return issuer + "/auth?" + urlencode(query)
 
 
 # Worker jobs: each runs in a process pinned to the client CPU and returns
 # what it counted or collected.
 
 
-def _job(args: tuple[str, dict[str, Any], float, list[str]]) -> Any:
-    kind, server_info, duration, inputs = args
-    _pin(CLIENT_CPU)
-    server = Server(
-        Path(),
-        server_info["base"],
-        None,
-        server_info["client_id"],
-        server_info["client_secret"],
-    )  # type: ignore[arg-type]
-    session = _session()
-    auth = (server.client_id, server.client_secret)
-    deadline = time.monotonic() + duration
-    if kind in ("discovery", "jwks"):
-        path = (
-            "/.well-known/openid-configuration"
-            if kind == "discovery"
-            else "/openid/jwks"
-        )
+class _Worker:
+    """
+    The load of one worker process for one measurement.
+    """
+
+    def __init__(self, info: dict[str, Any], duration: float) -> None:
+        self.info = info
+        self.base = info["base"]
+        self.issuer = info["base"] + "/openid"
+        self.auth = (info["client_id"], info["client_secret"])
+        self.session = _session()
+        self.deadline = time.monotonic() + duration
+
+    def running(self) -> bool:
+        return time.monotonic() < self.deadline
+
+    def get_repeatedly(self, url: str, headers: dict[str, str] | None = None) -> int:
         count = 0
-        while time.monotonic() < deadline:
-            session.get(server.base + path).raise_for_status()
+        while self.running():
+            self.session.get(url, headers=headers).raise_for_status()
             count += 1
         return count
-    if kind == "authorize":
-        session.cookies.set(
-            "idserver_session", server_info["cookie"], domain="127.0.0.1"
-        )
-        codes = []
-        url = auth_url(server)
-        while time.monotonic() < deadline:
-            response = session.get(url, allow_redirects=False)
-            codes.append(
-                parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
-            )
-        return codes
-    if kind == "exchange":
-        results = []
-        for code in inputs:
-            response = session.post(
-                server.issuer + "/token",
-                auth=auth,
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": REDIRECT_URI,
-                },
-            )
-            response.raise_for_status()
-            results.append(response.json())
-        return [(r["access_token"], r["refresh_token"]) for r in results]
-    if kind == "refresh":
-        token, count = inputs[0], 0
-        while time.monotonic() < deadline:
-            response = session.post(
-                server.issuer + "/token",
-                auth=auth,
-                data={"grant_type": "refresh_token", "refresh_token": token},
-            )
-            response.raise_for_status()
-            token = response.json()["refresh_token"]
-            count += 1
-        return count
-    if kind == "userinfo":
+
+    def discovery(self, inputs: list[str]) -> int:
+        return self.get_repeatedly(self.base + "/.well-known/openid-configuration")
+
+    def jwks(self, inputs: list[str]) -> int:
+        return self.get_repeatedly(self.issuer + "/jwks")
+
+    def userinfo(self, inputs: list[str]) -> int:
         headers = {"Authorization": "Bearer " + inputs[0]}
-        count = 0
-        while time.monotonic() < deadline:
-            session.get(server.issuer + "/me", headers=headers).raise_for_status()
+        return self.get_repeatedly(self.issuer + "/me", headers)
+
+    def authorize(self, inputs: list[str]) -> list[str]:
+        # Every request reuses the signed-in session: single sign-on.
+        self.session.cookies.set(
+            "idserver_session", self.info["cookie"], domain="127.0.0.1"
+        )
+        url = auth_url(self.issuer, self.info["client_id"])
+        codes = []
+        while self.running():
+            response = self.session.get(url, allow_redirects=False)
+            query = parse_qs(urlsplit(response.headers["Location"]).query)
+            codes.append(query["code"][0])
+        return codes
+
+    def token(self, data: dict[str, str]) -> dict[str, Any]:
+        response = self.session.post(self.issuer + "/token", auth=self.auth, data=data)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def exchange(self, inputs: list[str]) -> list[tuple[str, str]]:
+        pairs = []
+        for code in inputs:
+            data = {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+            }
+            tokens = self.token(data)
+            pairs.append((tokens["access_token"], tokens["refresh_token"]))
+        return pairs
+
+    def refresh(self, inputs: list[str]) -> int:
+        refresh_token, count = inputs[0], 0
+        while self.running():
+            data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+            refresh_token = self.token(data)["refresh_token"]
             count += 1
         return count
-    if kind == "login":
+
+    def login(self, inputs: list[str]) -> int:
         count = 0
-        while time.monotonic() < deadline:
+        while self.running():
             with _session() as browser:
-                response = sign_in(server, browser)
-                if response.status_code != 303:
-                    raise RuntimeError(f"login failed with HTTP {response.status_code}")
+                response = sign_in(self.base, browser)
+            if response.status_code != 303:
+                raise RuntimeError(f"login failed with HTTP {response.status_code}")
             count += 1
         return count
-    raise ValueError(kind)
+
+
+def _job(args: tuple[str, dict[str, Any], float, list[str]]) -> Any:
+    """
+    Run one worker's share of a measurement, in a worker process.
+    """
+    kind, info, duration, inputs = args
+    _pin(CLIENT_CPU)
+    return getattr(_Worker(info, duration), kind)(inputs)
 
 
 def argon2_reference(encoded: str, duration: float) -> float:
@@ -380,7 +385,7 @@ def main() -> None:
 
 def run(server: Server, args: argparse.Namespace) -> None:
     with _session() as browser:
-        sign_in(server, browser)
+        sign_in(server.base, browser)
         cookie = browser.cookies.get("idserver_session")
     info = {
         "base": server.base,
