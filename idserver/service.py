@@ -31,6 +31,7 @@ from idserver.config import Config, ConfigError
 from idserver.oidc.service import OIDCService
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
+from idserver.web.request import access_log_line
 from idserver.web.routing import Routes
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ class IdServerService(MultiService):
     The root service of the daemon.
 
     @ivar config: the configuration it was built from.
-    @ivar directory_service: the child that holds the open directory.
+    @ivar directory_service: the child that opens and closes the directory.
     """
 
     log = Logger()
@@ -289,7 +290,7 @@ def build_http_services(
         directory=lambda: directory_service.directory,
         routes=routes,
     )
-    site = Site(root)
+    site = Site(root, logFormatter=access_log_line)
     site.displayTracebacks = False
     return _listeners("HTTP", config.http.listen, site, config, reactor)
 
@@ -313,8 +314,8 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     """
     Build the daemon's service tree from a checked configuration.
 
-    @raise ConfigError: the configuration asks for something this version
-        cannot do, or a listener cannot be built.
+    @raise ConfigError: the configuration requests a feature that this
+        version does not have, or a listener cannot be built.
     """
     from idserver.admin.command import database_path
     from idserver.directory.sqlite import open_directory
