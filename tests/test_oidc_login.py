@@ -165,15 +165,15 @@ class LoginTests(TestCase):
 
     async def test_hasher_busy(self) -> None:
         """
-        When the password hashing queue is full the login answers 503.
+        When the password hashing queue is full the login returns 503.
         """
         client_id, _ = await self._client()
 
         def busy(credentials: object) -> defer.Deferred[object]:
             return defer.fail(HasherBusyError())
 
-        # The real queue fills only under load; the login service passes the
-        # hasher's error through unchanged, which this stands in for.
+        # The real queue fills only under load. The login service passes the
+        # hasher's error through unchanged, so raising it here is equivalent.
         self.server.oidc.login_pages.logins.authenticate = busy  # type: ignore[method-assign]
 
         def flow() -> None:
@@ -231,7 +231,7 @@ class LoginTests(TestCase):
     async def test_totp_login(self) -> None:
         """
         A user with 2FA gives a code after the password; the ID token's amr
-        says pwd and otp; a reused code fails.
+        lists pwd and otp; a reused code fails.
         """
         user = await self.server.add_user("alice")
         secret_b32 = await self.server.directory.enable_totp(user.id)
