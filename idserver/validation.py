@@ -131,8 +131,8 @@ def validate_password(password: str, username: str | None = None) -> None:
     Check a new password against the length rules.
 
     @param username: the owner's username; the password must differ from it.
-    @raise ValidationError: the password is too short, too long, or equals
-        the username.
+    @raise ValidationError: the password is too short, too long, equals
+        the username, or cannot be encoded as UTF-8.
     """
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
@@ -146,6 +146,15 @@ def validate_password(password: str, username: str | None = None) -> None:
         )
     if username is not None and password.lower() == username.lower():
         raise ValidationError("The password must not equal the username.", "password")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates, such as bytes that were not UTF-8 read with
+        # surrogateescape; argon2 hashes the UTF-8 encoding.
+        raise ValidationError(
+            "The password is not valid text: it has bytes that are not UTF-8.",
+            "password",
+        ) from None
 
 
 def parse_setting(key: str, value: str | bool) -> str | bool:

@@ -1000,6 +1000,23 @@ class UserPasswordTests(CLITestCase):
         self.assertEqual(result.stdout, "Set the password of bob.\n")
         self.assertTrue(await self.check_password("bob", "n3w-password"))
 
+    async def test_stdin_not_utf8(self) -> None:
+        """
+        A password from standard input that was not UTF-8 fails with one
+        line that does not show it, and changes nothing.
+        """
+        result = await self.fails(
+            1,
+            "user",
+            "set-password",
+            "bob",
+            "--password-stdin",
+            stdin="p\udce4ssword123\n",
+        )
+        self.assertIn("not UTF-8", result.stderr)
+        self.assertNotIn("ssword123", result.stderr)
+        self.assertFalse((await self.stored_user("bob")).has_password)
+
     async def test_prompt(self) -> None:
         """
         set-password on a terminal prompts twice.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from idserver.errors import ValidationError
-from idserver.validation import normalize_email, parse_setting
+from idserver.validation import normalize_email, parse_setting, validate_password
 
 
 class NormalizeEmailTests(SynchronousTestCase):
@@ -63,3 +63,26 @@ class ParseSettingTests(SynchronousTestCase):
         one space.
         """
         self.assertEqual(parse_setting("name", " My\tidserver\n "), "My idserver")
+
+
+class ValidatePasswordTests(SynchronousTestCase):
+    """
+    Tests for L{validate_password}.
+    """
+
+    def test_not_utf8(self) -> None:
+        """
+        A password with lone surrogates, from input that was not UTF-8, is
+        rejected without the password in the message.
+        """
+        error = self.assertRaises(
+            ValidationError, validate_password, "p\udce4ssword123"
+        )
+        self.assertEqual(error.field, "password")
+        self.assertNotIn("ssword123", str(error))
+
+    def test_non_ascii(self) -> None:
+        """
+        A password with non-ASCII letters and emoji is accepted.
+        """
+        validate_password("pässwörd 😀")
