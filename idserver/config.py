@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "HTTPConfig",
     "LDAPConfig",
+    "OIDCConfig",
     "PasswordsConfig",
     "ServerConfig",
     "SessionsConfig",
@@ -171,6 +172,27 @@ class PasswordsConfig:
 
 
 @dataclass(frozen=True)
+class OIDCConfig:
+    """
+    The C{[oidc]} section: lifetimes, in seconds, of what the OpenID Connect
+    provider issues and of browser sessions.
+
+    @ivar refresh_grace: how long a rotated refresh token still works, for a
+        client that retries a refresh whose response it lost.
+    @ivar session_lifetime: the longest a browser session lasts.
+    @ivar session_idle_timeout: how long a browser session lasts unused.
+    """
+
+    code_lifetime: float = 60.0
+    access_token_lifetime: float = 3600.0
+    id_token_lifetime: float = 3600.0
+    refresh_token_lifetime: float = 30 * 86400.0
+    refresh_grace: float = 10.0
+    session_lifetime: float = 14 * 86400.0
+    session_idle_timeout: float = 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     """
     The whole configuration.
@@ -188,6 +210,7 @@ class Config:
     ldap: LDAPConfig
     sessions: SessionsConfig
     passwords: PasswordsConfig
+    oidc: OIDCConfig = OIDCConfig()
 
 
 T = TypeVar("T")
@@ -215,6 +238,15 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "parallelism",
         "max_threads",
         "max_queue",
+    ),
+    "oidc": (
+        "code_lifetime",
+        "access_token_lifetime",
+        "id_token_lifetime",
+        "refresh_token_lifetime",
+        "refresh_grace",
+        "session_lifetime",
+        "session_idle_timeout",
     ),
 }
 
@@ -483,6 +515,17 @@ def _passwords(table: _Table) -> PasswordsConfig:
     return passwords
 
 
+def _oidc(table: _Table) -> OIDCConfig:
+    defaults = OIDCConfig()
+    oidc = OIDCConfig(
+        **{
+            key: table.number(key, getattr(defaults, key))
+            for key in OIDCConfig.__dataclass_fields__
+        }
+    )
+    return oidc
+
+
 def _check_listeners(
     source: str, section: str, listen: tuple[str, ...], config: Config
 ) -> None:
@@ -540,6 +583,7 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
     ldap = _ldap(section("ldap"))
     sessions = _sessions(section("sessions"))
     passwords = _passwords(section("passwords"))
+    oidc = _oidc(section("oidc"))
 
     config = Config(
         path=path,
@@ -550,6 +594,7 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
         ldap=ldap,
         sessions=sessions,
         passwords=passwords,
+        oidc=oidc,
     )
     _check_tls(source, config)
     _check_listeners(source, "http", http.listen, config)
