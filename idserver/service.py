@@ -11,7 +11,9 @@ hasher, waiting for hashes in progress.
 
 from __future__ import annotations
 
+import os
 import resource
+import stat
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -322,11 +324,25 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     from idserver.passwords import Argon2Hasher
 
     data_dir = config.server.data_dir
-    if not data_dir.is_dir():
+    # Not Path.is_dir, which raises PermissionError and reports a symlink
+    # loop as a missing directory.
+    try:
+        mode = os.stat(data_dir).st_mode
+    except FileNotFoundError:
         raise ConfigError(
             f"{config.path}: the data directory {str(data_dir)!r} "
             f"(server.data_dir) does not exist: create it with "
             f"idserver-admin --config {config.path} init"
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"{config.path}: cannot use the data directory {str(data_dir)!r} "
+            f"(server.data_dir): {e.strerror}"
+        ) from None
+    if not stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"{config.path}: the data directory {str(data_dir)!r} "
+            f"(server.data_dir) is not a directory"
         )
     if config.sessions.store != "sqlite":
         raise ConfigError(

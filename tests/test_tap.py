@@ -264,6 +264,22 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIn("idserver-admin", str(error))
         self.assertIn("init", str(error))
 
+    def test_data_dir_not_directory(self) -> None:
+        """
+        A data directory path that names a file is reported as such, not as
+        a directory for init to create.
+        """
+        (self.directory / "file").write_text("")
+        options = self.options(
+            server='public_url = "https://id.example.com"\ndata_dir = "file"'
+        )
+
+        error = self.assertRaises(ConfigError, makeService, options)
+
+        self.assertIn(str(self.directory / "file"), str(error))
+        self.assertIn("is not a directory", str(error))
+        self.assertNotIn("init", str(error))
+
     def test_redis_not_available(self) -> None:
         """
         The Redis session store is refused with a clear message, never
