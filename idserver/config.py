@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "HTTPConfig",
     "LDAPConfig",
+    "OIDCConfig",
     "PasswordsConfig",
     "ServerConfig",
     "SessionsConfig",
@@ -171,6 +172,27 @@ class PasswordsConfig:
 
 
 @dataclass(frozen=True)
+class OIDCConfig:
+    """
+    The C{[oidc]} section: lifetimes, in seconds, of what the OpenID Connect
+    provider issues and of browser sessions.
+
+    @ivar refresh_grace: how long a rotated refresh token still works, for a
+        client that retries a refresh whose response it lost.
+    @ivar session_lifetime: the longest a browser session lasts.
+    @ivar session_idle_timeout: how long a browser session lasts unused.
+    """
+
+    code_lifetime: float = 60.0
+    access_token_lifetime: float = 3600.0
+    id_token_lifetime: float = 3600.0
+    refresh_token_lifetime: float = 30 * 86400.0
+    refresh_grace: float = 10.0
+    session_lifetime: float = 14 * 86400.0
+    session_idle_timeout: float = 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     """
     The whole configuration.
@@ -188,6 +210,7 @@ class Config:
     ldap: LDAPConfig
     sessions: SessionsConfig
     passwords: PasswordsConfig
+    oidc: OIDCConfig = OIDCConfig()
 
 
 T = TypeVar("T")
@@ -215,6 +238,15 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "parallelism",
         "max_threads",
         "max_queue",
+    ),
+    "oidc": (
+        "code_lifetime",
+        "access_token_lifetime",
+        "id_token_lifetime",
+        "refresh_token_lifetime",
+        "refresh_grace",
+        "session_lifetime",
+        "session_idle_timeout",
     ),
 }
 
@@ -315,6 +347,10 @@ class _Table:
         return (base_dir / Path(value).expanduser()).resolve()
 
 
+# Printable ASCII without spaces: the characters a URI may contain.
+_URL_TEXT = re.compile(r"[!-~]+")
+
+
 def _public_url(table: _Table) -> str:
     url: str = table.string("public_url")
     expected = (
@@ -337,6 +373,24 @@ def _public_url(table: _Table) -> str:
         or (port is not None and port == 0)
     ):
         raise table.error("public_url", url, expected)
+    # The issuer is this text followed by /openid and is compared as a
+    # string, so it must be the URL's one spelling: urlsplit lower-cases the
+    # scheme and silently drops tabs and newlines, and it accepts spaces,
+    # non-ASCII host names (which need their xn-- form), user info and an
+    # empty port.
+    if (
+        not _URL_TEXT.fullmatch(url)
+        or not url.startswith(parts.scheme + "://")
+        or "@" in parts.netloc
+        or parts.netloc.endswith(":")
+    ):
+        raise table.error(
+            "public_url",
+            url,
+            "a URL written in printable ASCII without spaces, user info or an"
+            " empty port, with a lower-case scheme and an IDN host name in its"
+            " xn-- form",
+        )
     return url
 
 
@@ -461,6 +515,17 @@ def _passwords(table: _Table) -> PasswordsConfig:
     return passwords
 
 
+def _oidc(table: _Table) -> OIDCConfig:
+    defaults = OIDCConfig()
+    oidc = OIDCConfig(
+        **{
+            key: table.number(key, getattr(defaults, key))
+            for key in OIDCConfig.__dataclass_fields__
+        }
+    )
+    return oidc
+
+
 def _check_listeners(
     source: str, section: str, listen: tuple[str, ...], config: Config
 ) -> None:
@@ -518,6 +583,7 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
     ldap = _ldap(section("ldap"))
     sessions = _sessions(section("sessions"))
     passwords = _passwords(section("passwords"))
+    oidc = _oidc(section("oidc"))
 
     config = Config(
         path=path,
@@ -528,6 +594,7 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
         ldap=ldap,
         sessions=sessions,
         passwords=passwords,
+        oidc=oidc,
     )
     _check_tls(source, config)
     _check_listeners(source, "http", http.listen, config)

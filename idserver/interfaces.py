@@ -14,12 +14,22 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from idserver.model import AuditEvent, Group, User
+from idserver.oidc.model import Client
+from idserver.sessions.model import (
+    AccessToken,
+    AuthorizationCode,
+    BrowserSession,
+    Grant,
+    RefreshToken,
+)
 
 __all__ = [
     "IAuditLog",
+    "IClientRegistry",
     "IDirectory",
     "IPasswordHasher",
     "IRateLimitStore",
+    "ISessionStore",
 ]
 
 
@@ -321,4 +331,204 @@ class IRateLimitStore(Interface):
     def reset(key: str) -> Deferred[None]:
         """
         Forget the failures of C{key} (after a successful login).
+        """
+
+
+class ISessionStore(IRateLimitStore):
+    """
+    Browser sessions, authorization codes, grants (app sessions), refresh
+    and access tokens, and the rate-limit counters of L{IRateLimitStore}.
+
+    Records are keyed by the SHA-256 of their secret (see
+    L{idserver.sessions.model.secret_key}); the secrets themselves are
+    never stored. Expired records may disappear at any time; callers still
+    check C{expires_at}, because a store purges only now and then.
+    """
+
+    # Browser sessions
+
+    def add_session(session: BrowserSession) -> Deferred[None]:
+        """
+        Store a new browser session.
+        """
+
+    def get_session(key: str) -> Deferred[BrowserSession | None]:
+        """
+        Return the session stored under C{key}, or C{None}.
+        """
+
+    def touch_session(key: str, last_seen: float) -> Deferred[None]:
+        """
+        Record a request made with the session.
+        """
+
+    def delete_session(key: str) -> Deferred[None]:
+        """
+        End a browser session. Grants created by it stay.
+        """
+
+    def delete_session_by_sid(user_id: str, sid: str) -> Deferred[bool]:
+        """
+        End the session of C{user_id} whose public id is C{sid}; return
+        whether there was one.
+        """
+
+    def sessions_of(user_id: str) -> Deferred[list[BrowserSession]]:
+        """
+        Return the sessions of a user, newest first.
+        """
+
+    # Authorization codes
+
+    def add_code(code: AuthorizationCode) -> Deferred[None]:
+        """
+        Store a new authorization code.
+        """
+
+    def redeem_code(
+        key: str, grant_id: str, now: float
+    ) -> Deferred[AuthorizationCode | None]:
+        """
+        Mark the code stored under C{key} as used by C{grant_id}, in one
+        atomic step, and return it as it was before: a record whose
+        C{used_at} is set was redeemed earlier (a replay), and its
+        C{grant_id} names the grant that earlier exchange created. Return
+        C{None} for an unknown code.
+        """
+
+    # Grants and tokens
+
+    def add_grant(grant: Grant) -> Deferred[None]:
+        """
+        Store a new grant.
+        """
+
+    def get_grant(grant_id: str) -> Deferred[Grant | None]:
+        """
+        Return a grant, or C{None} when it is unknown or revoked.
+        """
+
+    def grants_of(user_id: str) -> Deferred[list[Grant]]:
+        """
+        Return the grants of a user, newest first.
+        """
+
+    def revoke_grant(grant_id: str) -> Deferred[None]:
+        """
+        Delete a grant with all its refresh and access tokens.
+        """
+
+    def add_refresh_token(token: RefreshToken, now: float) -> Deferred[None]:
+        """
+        Store a refresh token and record C{now} as the last use of its
+        grant.
+        """
+
+    def get_refresh_token(key: str) -> Deferred[RefreshToken | None]:
+        """
+        Return a refresh token, rotated ones included, or C{None}.
+        """
+
+    def rotate_refresh_token(key: str, now: float) -> Deferred[bool]:
+        """
+        Mark the refresh token stored under C{key} as replaced at C{now}.
+        Return C{False}, changing nothing, when it was already rotated, so
+        of two concurrent refreshes with one token exactly one wins.
+        """
+
+    def add_access_token(token: AccessToken) -> Deferred[None]:
+        """
+        Store an access token.
+        """
+
+    def get_access_token(key: str) -> Deferred[AccessToken | None]:
+        """
+        Return an access token, or C{None}.
+        """
+
+    def delete_access_token(key: str) -> Deferred[None]:
+        """
+        Revoke one access token.
+        """
+
+    # Whole users and housekeeping
+
+    def user_ids() -> Deferred[set[str]]:
+        """
+        Return the ids of users who have a session or a grant.
+        """
+
+    def end_user_sessions(user_id: str) -> Deferred[int]:
+        """
+        End every browser session and revoke every grant of a user. Return
+        how many sessions and grants there were.
+        """
+
+    def purge_expired(now: float) -> Deferred[int]:
+        """
+        Delete sessions, codes and tokens that expired before C{now}, and
+        grants left without a refresh token. Return how many records went.
+        """
+
+
+class IClientRegistry(Interface):
+    """
+    The registered OpenID Connect clients (relying parties).
+    """
+
+    def add_client(
+        name: str,
+        redirect_uris: list[str],
+        *,
+        post_logout_redirect_uris: list[str] | None = None,
+        launch_url: str | None = None,
+        signing_alg: str = "RS256",
+        public: bool = False,
+        allowed_group_ids: list[str] | None = None,
+    ) -> Deferred[tuple[Client, str | None]]:
+        """
+        Register a client with a generated id and, unless C{public}, a
+        generated secret.
+
+        @return: the client and its secret in clear (C{None} for a public
+            client); the secret cannot be read back later.
+        @raise ValidationError: a name, URI or algorithm is invalid.
+        """
+
+    def get_client(client_id: str) -> Deferred[Client | None]:
+        """
+        Return a client, or C{None} when the id is unknown.
+        """
+
+    def list_clients() -> Deferred[list[Client]]:
+        """
+        Return every client, ordered by name.
+        """
+
+    def update_client(
+        client_id: str,
+        *,
+        name: str | None = None,
+        redirect_uris: list[str] | None = None,
+        post_logout_redirect_uris: list[str] | None = None,
+        launch_url: str | None = None,
+        signing_alg: str | None = None,
+        public: bool | None = None,
+        allowed_group_ids: list[str] | None = None,
+        new_secret: bool = False,
+    ) -> Deferred[tuple[Client, str | None]]:
+        """
+        Change the given fields; C{None} leaves a field alone and an empty
+        C{launch_url} clears it. A confidential client gets a new secret
+        when C{new_secret} is set or when it stops being public.
+
+        @return: the client and its new secret, if one was generated.
+        @raise NotFoundError: the client does not exist.
+        """
+
+    def delete_client(client_id: str) -> Deferred[None]:
+        """
+        Delete a client.
+
+        @raise NotFoundError: the client does not exist.
         """

@@ -138,6 +138,10 @@ class Argon2Hasher:
             self.parameters.verify(encoded, secret)
         except InvalidHashError:
             return (False, None, True)
+        except UnicodeEncodeError:
+            # A secret with lone surrogates has no UTF-8 encoding, so it
+            # cannot be the one that was hashed.
+            return (False, None, False)
         except VerificationError:
             # VerifyMismatchError (a wrong secret) is a VerificationError.
             return (False, None, False)

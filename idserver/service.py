@@ -11,7 +11,9 @@ hasher, waiting for hashes in progress.
 
 from __future__ import annotations
 
+import os
 import resource
+import stat
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +30,11 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from idserver.config import Config, ConfigError
+from idserver.oidc.service import OIDCService
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
 from idserver.web.request import access_log_line
+from idserver.web.routing import Routes
 
 if TYPE_CHECKING:
     from idserver.directory.sqlite import SQLiteDirectory
@@ -269,16 +273,24 @@ def _listeners(
 
 
 def build_http_services(
-    config: Config, *, reactor: Any, directory_service: DirectoryService
+    config: Config,
+    *,
+    reactor: Any,
+    directory_service: DirectoryService,
+    routes: Callable[[], Routes] = lambda: (),
 ) -> list[ListenerService]:
     """
     Build one listener for each C{[http] listen} entry, all serving the same
     site.
+
+    @param routes: returns the path prefixes of the OpenID Connect provider
+        and its login pages, with their resources.
     """
     root = build_http_resource(
         config,
         clock=reactor,
         directory=lambda: directory_service.directory,
+        routes=routes,
     )
     site = Site(root, logFormatter=access_log_line)
     site.displayTracebacks = False
@@ -318,11 +330,25 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     from idserver.passwords import Argon2Hasher
 
     data_dir = config.server.data_dir
-    if not data_dir.is_dir():
+    # Not Path.is_dir, which raises PermissionError and reports a symlink
+    # loop as a missing directory.
+    try:
+        mode = os.stat(data_dir).st_mode
+    except FileNotFoundError:
         raise ConfigError(
             f"{config.path}: the data directory {str(data_dir)!r} "
             f"(server.data_dir) does not exist: create it with "
             f"idserver-admin --config {config.path} init"
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"{config.path}: cannot use the data directory {str(data_dir)!r} "
+            f"(server.data_dir): {e.strerror}"
+        ) from None
+    if not stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"{config.path}: the data directory {str(data_dir)!r} "
+            f"(server.data_dir) is not a directory"
         )
     if config.sessions.store != "sqlite":
         raise ConfigError(
@@ -347,8 +373,14 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     root = IdServerService(config, directory_service)
     HasherService(hasher).setServiceParent(root)
     directory_service.setServiceParent(root)
+    # After the directory, which it needs open; before the listeners.
+    oidc_service = OIDCService(config, lambda: directory_service.directory, reactor)
+    oidc_service.setServiceParent(root)
     for listener in build_http_services(
-        config, reactor=reactor, directory_service=directory_service
+        config,
+        reactor=reactor,
+        directory_service=directory_service,
+        routes=oidc_service.routes,
     ):
         listener.setServiceParent(root)
     for listener in build_ldap_services(

@@ -30,12 +30,13 @@ RESERVED_USERNAMES = frozenset(
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
-# A pragmatic address check: one @, a non-empty local part without spaces
-# or control characters, and a domain with at least one dot. RFC 5322
-# allows more, but an address that apps and mail servers accept always
-# passes.
+# A pragmatic address check: one @, a non-empty local part without spaces,
+# control characters or lone surrogates, and a domain with at least one
+# dot. RFC 5322 allows more, but an address that apps and mail servers
+# accept always passes.
 _EMAIL = re.compile(
-    r"[^@\s\x00-\x1f\x7f]+@[^@\s.\x00-\x1f\x7f]+(\.[^@\s.\x00-\x1f\x7f]+)+"
+    r"[^@\s\x00-\x1f\x7f\ud800-\udfff]+"
+    r"@[^@\s.\x00-\x1f\x7f\ud800-\udfff]+(\.[^@\s.\x00-\x1f\x7f\ud800-\udfff]+)+"
 )
 
 MIN_PASSWORD_LENGTH = 8
@@ -50,6 +51,22 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
 }
 
 BOOLEAN_SETTINGS = frozenset({"lock_profile", "mandatory_2fa", "ldap_require_2fa"})
+
+
+_NOT_UTF8 = "The {what} is not valid text: it has bytes that are not UTF-8."
+
+
+def _is_utf8(text: str) -> bool:
+    """
+    Return whether C{text} has a UTF-8 encoding. Text decoded from bytes
+    that were not UTF-8 (with C{surrogateescape}, or from a JSON escape)
+    has lone surrogates, which SQLite and the web pages cannot encode.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_name(value: str, field: str, what: str) -> str:
@@ -123,6 +140,8 @@ def validate_display_name(value: str) -> str:
         raise ValidationError(
             "The display name must not contain control characters.", "display_name"
         )
+    if not _is_utf8(value):
+        raise ValidationError(_NOT_UTF8.format(what="display name"), "display_name")
     return name
 
 
@@ -131,8 +150,8 @@ def validate_password(password: str, username: str | None = None) -> None:
     Check a new password against the length rules.
 
     @param username: the owner's username; the password must differ from it.
-    @raise ValidationError: the password is too short, too long, or equals
-        the username.
+    @raise ValidationError: the password is too short, too long, equals
+        the username, or cannot be encoded as UTF-8.
     """
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
@@ -146,6 +165,9 @@ def validate_password(password: str, username: str | None = None) -> None:
         )
     if username is not None and password.lower() == username.lower():
         raise ValidationError("The password must not equal the username.", "password")
+    # argon2 hashes the UTF-8 encoding.
+    if not _is_utf8(password):
+        raise ValidationError(_NOT_UTF8.format(what="password"), "password")
 
 
 def parse_setting(key: str, value: str | bool) -> str | bool:
@@ -177,6 +199,8 @@ def parse_setting(key: str, value: str | bool) -> str | bool:
         raise ValidationError(
             f"The setting {key!r} must not contain control characters.", key
         )
+    if not _is_utf8(text):
+        raise ValidationError(_NOT_UTF8.format(what=f"setting {key!r}"), key)
     if len(text) > 128:
         raise ValidationError(
             f"The setting {key!r} is too long: at most 128 characters.", key

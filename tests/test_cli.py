@@ -474,6 +474,23 @@ class UsageTests(CLITestCase):
         result = await self.fails(2, "user", "add", "bob")
         self.assertIn("--email", result.stderr)
 
+    async def test_argument_not_utf8(self) -> None:
+        """
+        An argument that was not UTF-8 (decoded to lone surrogates) is a
+        usage error naming its position, for lookups and changes alike.
+        """
+        await self.init()
+        cases = [
+            ("user", "show", "b\udce4b"),
+            ("user", "add", "bob", "--email", "b\udce4b@example.com"),
+            ("settings", "set", "name", "N\udce4me"),
+        ]
+        for argv in cases:
+            result = await self.fails(2, *argv)
+            self.assertIn(f"argument {len(argv) + 2} is not valid UTF-8", result.stderr)
+        settings = (await self.ok("settings", "show", "--json")).json()
+        self.assertEqual(settings["name"], "Example Directory")
+
     async def test_no_abbreviations(self) -> None:
         """
         Abbreviated options are not accepted.
@@ -999,6 +1016,23 @@ class UserPasswordTests(CLITestCase):
         )
         self.assertEqual(result.stdout, "Set the password of bob.\n")
         self.assertTrue(await self.check_password("bob", "n3w-password"))
+
+    async def test_stdin_not_utf8(self) -> None:
+        """
+        A password from standard input that was not UTF-8 fails with one
+        line that does not show it, and changes nothing.
+        """
+        result = await self.fails(
+            1,
+            "user",
+            "set-password",
+            "bob",
+            "--password-stdin",
+            stdin="p\udce4ssword123\n",
+        )
+        self.assertIn("not UTF-8", result.stderr)
+        self.assertNotIn("ssword123", result.stderr)
+        self.assertFalse((await self.stored_user("bob")).has_password)
 
     async def test_prompt(self) -> None:
         """

@@ -206,6 +206,19 @@ class LoadConfigTests(ConfigTestCase):
 
         self.assertIsNone(config.tls)
 
+    def test_public_url_spellings(self) -> None:
+        """
+        An IPv6 literal, a port, a path and an xn-- host name are accepted
+        as written.
+        """
+        for url in [
+            "https://[2001:db8::1]:8443",
+            "https://id.example.com/idserver",
+            "https://xn--bcher-kva.example",
+        ]:
+            path = write_config(self.directory, server=f'public_url = "{url}"')
+            self.assertEqual(load_config(path).server.public_url, url)
+
     def test_loopback_http_public_url(self) -> None:
         """
         C{http://} is accepted for a loopback host, for development.
@@ -335,8 +348,10 @@ class ConfigErrorTests(ConfigTestCase):
         """
         An unknown section is named, with the list of known ones.
         """
-        path = write_config(self.directory, body="[oidc]\nx = 1\n")
-        self.assertConfigError(path, "unknown key oidc", "[server]", "[passwords]")
+        path = write_config(self.directory, body="[openid]\nx = 1\n")
+        self.assertConfigError(
+            path, "unknown key openid", "[server]", "[passwords]", "[oidc]"
+        )
 
     def test_section_not_a_table(self) -> None:
         """
@@ -433,7 +448,8 @@ class ConfigErrorTests(ConfigTestCase):
     def test_invalid_public_url(self) -> None:
         """
         C{public_url} must be an absolute https URL without a trailing
-        slash, query or fragment; plain http only on loopback.
+        slash, query or fragment, in one plain spelling; plain http only on
+        loopback.
         """
         for url in [
             "https://id.example.com/",
@@ -444,11 +460,25 @@ class ConfigErrorTests(ConfigTestCase):
             "ftp://id.example.com",
             "https://id.example.com:99999",
             "https://",
+            "https://user:secret@id.example.com",
+            "https://id example.com",
+            "https://id.example.com/open id",
+            "https://id.example.com:",
+            "HTTPS://id.example.com",
+            "https://bücher.example",
         ]:
             path = write_config(self.directory, server=f'public_url = "{url}"')
             self.assertConfigError(
-                path, f"invalid server.public_url = {url!r}", "https://"
+                path, f"invalid server.public_url = {url!r}", "expected a"
             )
+
+        # A newline, which urlsplit would drop from the host name.
+        path = write_config(
+            self.directory, server='public_url = "https://id.example.com\\n"'
+        )
+        self.assertConfigError(
+            path, "invalid server.public_url = 'https://id.example.com\\n'"
+        )
 
     def test_invalid_trusted_proxy(self) -> None:
         """

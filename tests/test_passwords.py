@@ -78,6 +78,14 @@ class Argon2HasherTests(TestCase):
         self.assertEqual(await hasher.verify(encoded, "correct horse"), (True, None))
         self.assertEqual(await hasher.verify(encoded, "wrong horse"), (False, None))
 
+    async def test_verify_unencodable(self) -> None:
+        """
+        A secret with no UTF-8 encoding does not match and raises nothing.
+        """
+        hasher = self.make_hasher()
+        encoded = await hasher.hash("correct horse")
+        self.assertEqual(await hasher.verify(encoded, "p\udce4ssword"), (False, None))
+
     async def test_off_reactor(self) -> None:
         """
         Hashing and verification run in a pool thread, not the reactor

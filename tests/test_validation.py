@@ -7,7 +7,12 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from idserver.errors import ValidationError
-from idserver.validation import normalize_email, parse_setting
+from idserver.validation import (
+    normalize_email,
+    parse_setting,
+    validate_display_name,
+    validate_password,
+)
 
 
 class NormalizeEmailTests(SynchronousTestCase):
@@ -31,6 +36,8 @@ class NormalizeEmailTests(SynchronousTestCase):
             "del\x7f@example.com",
             "alice@exa\x1bmple.com",
             "alice@example.c\x7fom",
+            "al\udce4ce@example.com",
+            "alice@ex\ud800ample.com",
         ]:
             error = self.assertRaises(
                 ValidationError, normalize_email, address, "fallback_email"
@@ -53,7 +60,7 @@ class ParseSettingTests(SynchronousTestCase):
         """
         A server name with a control character is rejected.
         """
-        for value in ["x\x1by", "bell\x07", "del\x7f"]:
+        for value in ["x\x1by", "bell\x07", "del\x7f", "N\udce4me"]:
             error = self.assertRaises(ValidationError, parse_setting, "name", value)
             self.assertEqual(error.field, "name")
 
@@ -63,3 +70,45 @@ class ParseSettingTests(SynchronousTestCase):
         one space.
         """
         self.assertEqual(parse_setting("name", " My\tidserver\n "), "My idserver")
+
+
+class ValidateDisplayNameTests(SynchronousTestCase):
+    """
+    Tests for L{validate_display_name}.
+    """
+
+    def test_not_utf8(self) -> None:
+        """
+        A display name with a lone surrogate is rejected.
+        """
+        error = self.assertRaises(ValidationError, validate_display_name, "Zo\udceb")
+        self.assertEqual(error.field, "display_name")
+
+    def test_unicode(self) -> None:
+        """
+        Letters of any script and emoji are kept.
+        """
+        self.assertEqual(validate_display_name(" Zoë  Ångström 😀 "), "Zoë Ångström 😀")
+
+
+class ValidatePasswordTests(SynchronousTestCase):
+    """
+    Tests for L{validate_password}.
+    """
+
+    def test_not_utf8(self) -> None:
+        """
+        A password with lone surrogates, from input that was not UTF-8, is
+        rejected without the password in the message.
+        """
+        error = self.assertRaises(
+            ValidationError, validate_password, "p\udce4ssword123"
+        )
+        self.assertEqual(error.field, "password")
+        self.assertNotIn("ssword123", str(error))
+
+    def test_non_ascii(self) -> None:
+        """
+        A password with non-ASCII letters and emoji is accepted.
+        """
+        validate_password("pässwörd 😀")

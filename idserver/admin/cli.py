@@ -32,7 +32,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from idserver.admin import groups, initialize, ldap_server, settings, users
+from idserver.admin import (
+    clients,
+    groups,
+    initialize,
+    keys,
+    ldap_server,
+    settings,
+    users,
+)
 from idserver.admin.command import (
     CommandContext,
     CommandError,
@@ -67,6 +75,8 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     groups,
     settings,
     ldap_server,
+    clients,
+    keys,
 )
 
 PROGRAM = "idserver-admin"
@@ -163,6 +173,7 @@ def prepare(
         C{stderr}).
     """
     try:
+        _check_encoding(argv)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             args = build_parser().parse_args(list(argv))
         if args.check is not None:
@@ -345,6 +356,25 @@ def read_new_password(
     if first != second:
         raise CommandError("The passwords do not match; nothing was changed.")
     return first
+
+
+def _check_encoding(argv: Sequence[str]) -> None:
+    """
+    Reject arguments that were not UTF-8 on the command line.
+
+    Python decodes such bytes to lone surrogates, which SQLite, JSON output
+    and the web pages cannot encode later.
+
+    @raise usage.UsageError: an argument has lone surrogates.
+    """
+    for position, argument in enumerate(argv, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            raise usage.UsageError(
+                f"argument {position} is not valid UTF-8; check the terminal's"
+                " character encoding (locale)"
+            ) from None
 
 
 def _config_path(args: argparse.Namespace) -> str:
