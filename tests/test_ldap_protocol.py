@@ -186,6 +186,26 @@ class AccessTests(ProtocolTestBase):
         _, transport = self.connect("127.0.0.1")
         self.assertTrue(transport.disconnected)
 
+    def test_disabled_while_connected(self) -> None:
+        """
+        Disabling the server, or removing an address from the allowlist,
+        ends open connections at their next request with a notice of
+        disconnection.
+        """
+        protocol, transport = self.connect("10.1.2.3")
+        self.backend.fixed_policy = AccessPolicy(
+            enabled=True, allowlist=parse_allowlist(["127.0.0.1"])
+        )
+        protocol.dataReceived(search_request(1, "", scope=0))
+        self.assertDisconnected(transport, code=52)
+
+        protocol, transport = self.connect("127.0.0.1")
+        self.backend.fixed_policy = AccessPolicy(
+            enabled=False, allowlist=OPEN_POLICY.allowlist
+        )
+        protocol.dataReceived(search_request(1, "", scope=0))
+        self.assertDisconnected(transport, code=52)
+
     def test_connection_limit(self) -> None:
         """
         Past the connection limit, the connection idle the longest is

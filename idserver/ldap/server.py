@@ -452,6 +452,30 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             return
 
     def _dispatch(self, message: Message) -> None:
+        # The settings are checked again for every request, so disabling
+        # the server or narrowing the allowlist also ends open connections.
+        policy = self.factory.backend.current_policy()
+        if policy is None:
+            self._current = message
+            self.factory.backend.policy().addCallbacks(
+                lambda loaded: self._dispatch_allowed(message, loaded),
+                self._policy_failed,
+            )
+            return
+        self._dispatch_allowed(message, policy)
+
+    def _dispatch_allowed(self, message: Message, policy: AccessPolicy) -> None:
+        if not self.connected or self._closing:
+            return
+        if self.address is None or not policy.allows(self.address):
+            reason = (
+                "the LDAP server is disabled"
+                if not policy.enabled
+                else "the address is not on the allowlist"
+            )
+            self._disconnect(ResultCode.unavailable, reason)
+            return
+
         request = message.request
         handler = getattr(self, "handle_" + type(request).__name__)
         response_tag = _response_tag(request)
