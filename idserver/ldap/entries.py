@@ -25,6 +25,7 @@ from idserver.ldap.schema import (
     ATTRIBUTE_TYPES,
     AttributeType,
     Syntax,
+    attribute_type,
     format_time,
     normalize,
 )
@@ -108,8 +109,6 @@ class Selection:
             elif description == "1.1":
                 continue
             else:
-                from idserver.ldap.schema import attribute_type
-
                 attribute = attribute_type(description)
                 if attribute is not None:
                     named.add(attribute.key)
@@ -184,8 +183,12 @@ class Entry:
         self.dn = dn
         self.ndn = ndn
         self.parsed_dn = parsed_dn if parsed_dn is not None else parse_dn(dn)
-        ordered = sorted((k, v) for k, v in attributes.items() if v)
-        ordered.sort(key=lambda item: _ORDER[item[0]])
+        # Attributes without values are left out, and the rest follow the
+        # order of the schema, so entries list them alike.
+        ordered = sorted(
+            ((key, values) for key, values in attributes.items() if values),
+            key=lambda item: _ORDER[item[0]],
+        )
         self.attributes = dict(ordered)
         self.values: dict[str, tuple[Any, ...]] = {
             key: _normalized(key, values) for key, values in self.attributes.items()
