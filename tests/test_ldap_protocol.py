@@ -351,8 +351,8 @@ class OperationTests(ProtocolTestBase):
 
     def test_pipelined(self) -> None:
         """
-        Requests sent together are answered in order, also when split at
-        odd places.
+        Requests sent together get their responses in order, also when
+        split at odd places.
         """
         protocol, transport = self.bound()
         data = b"".join(
@@ -390,7 +390,7 @@ class OperationTests(ProtocolTestBase):
 
     def test_compare(self) -> None:
         """
-        Compare answers compareTrue or compareFalse.
+        Compare returns compareTrue or compareFalse.
         """
         protocol, transport = self.bound()
         responses = self.exchange(
@@ -457,7 +457,7 @@ class OperationTests(ProtocolTestBase):
 
     def test_starttls(self) -> None:
         """
-        StartTLS answers success with its name and then starts TLS.
+        StartTLS returns success with its name and then starts TLS.
         """
         transport = RecordingTLSTransport(lenient=True)
         protocol, _ = self.connect(transport=transport)
@@ -694,7 +694,7 @@ class BadInputTests(ProtocolTestBase):
 
     def test_buffer_bounded(self) -> None:
         """
-        A message that never completes holds at most the maximum message
+        A message that never completes keeps at most the maximum message
         size in memory.
         """
         factory = self.make_factory(max_message_size=4096)

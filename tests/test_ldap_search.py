@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from idserver.ldap.dn import normalize_dn
 from idserver.ldap.entries import Snapshot
 from idserver.ldap.filters import (
     And,
@@ -149,7 +150,7 @@ class EntryTests(SynchronousTestCase):
 
     def test_user(self) -> None:
         """
-        A user entry holds the published attributes with their names'
+        A user entry contains the published attributes with their names'
         spelling, and no operational attributes by default.
         """
         alice = self.people["alice"]
@@ -219,7 +220,7 @@ class EntryTests(SynchronousTestCase):
 
     def test_no_password_material(self) -> None:
         """
-        No attribute of any entry holds password material.
+        No attribute of any entry contains password material.
         """
         entries, _ = run(self.snapshot, request(base=SUFFIX, attributes=("*", "+")))
         for entry in entries:
@@ -229,7 +230,7 @@ class EntryTests(SynchronousTestCase):
 
     def test_group(self) -> None:
         """
-        A group entry holds its members' ids and DNs.
+        A group entry contains its members' ids and DNs.
         """
         alice, bob = self.people["alice"], self.people["bob"]
         entry = self.entry(request("(cn=admins)", base=GROUPS))
@@ -516,15 +517,8 @@ class IndexPropertyTests(SynchronousTestCase):
             snapshot, request(node, base, scope=scope, attributes=("1.1",))
         )
         self.assertEqual(done.code, 0)
-        base_entry = snapshot.find(
-            snapshot.entries[0].ndn
-            if base == SUFFIX
-            else (
-                snapshot.entries[1].ndn
-                if base == USERS
-                else snapshot.entries[snapshot.children(snapshot.entries[0])[1]].ndn  # type: ignore[index]
-            )
-        )
+
+        base_entry = snapshot.find(normalize_dn(base))
         assert base_entry is not None
         if scope == 0:
             positions: list[int] = [base_entry.position]
@@ -532,6 +526,7 @@ class IndexPropertyTests(SynchronousTestCase):
             positions = list(snapshot.children(base_entry))
         else:
             positions = list(snapshot.subtree(base_entry))
+
         test = compile_filter(node).match
         expected = [
             snapshot.entries[p].dn
@@ -610,8 +605,8 @@ class ScopeTests(SynchronousTestCase):
 
     def test_root_dse(self) -> None:
         """
-        The root DSE answers any filter it matches, listing what this
-        server implements; it is not part of subtree searches.
+        The root DSE is returned for any filter it matches, listing what
+        this server implements; it is not part of subtree searches.
         """
         entries, done = run(self.snapshot, request("(objectclass=*)", "", scope=0))
         self.assertEqual(done.code, 0)
@@ -650,7 +645,7 @@ class LimitTests(SynchronousTestCase):
     def test_client_size_limit(self) -> None:
         """
         Past the client's size limit the search ends with
-        sizeLimitExceeded and the entries so far; a limit equal to the
+        sizeLimitExceeded and the entries so far. A limit equal to the
         number of matches is not exceeded.
         """
         entries, done = run(self.snapshot, request("(objectClass=user)", size_limit=5))

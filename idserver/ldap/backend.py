@@ -248,9 +248,9 @@ class LDAPBackend:
         return loading.wait()
 
     async def _load_snapshot(self, revision: int) -> Snapshot:
-        # NOTE: every change rebuilds the whole snapshot, about a second for
-        # 10,000 users, so searches during a long sync keep waiting for
-        # rebuilds; an incremental update would avoid that.
+        # NOTE: every change rebuilds the whole snapshot, which takes about a
+        # second for 10,000 users. Searches during a long sync therefore keep
+        # waiting for rebuilds, which an incremental update would avoid.
         users = await self.directory.list_users()
         groups = await self.directory.list_groups()
         pool = self._reactor.getThreadPool()
