@@ -186,6 +186,7 @@ def load_idserver(directory: Path, count: int, bind_users: int) -> None:
         )
         hasher.start()
         store = open_directory(database_path(config), reactor=reactor, hasher=hasher)
+
         ids = {}
         groups = {}
         for index in range(GROUPS):
@@ -199,10 +200,12 @@ def load_idserver(directory: Path, count: int, bind_users: int) -> None:
             await store.add_member(groups[group_of(index)], user.id)
             if index < bind_users:
                 await store.set_password(user.id, PASSWORD)
+
         await store.set_setting(ENABLED_KEY, True)
         await store.set_setting(ALLOWLIST_KEY, ["127.0.0.1"])
         await store.set_setting(SECRET_HASH_KEY, hash_generated_secret("bench-secret"))
         (directory / "ids.json").write_text(json.dumps(ids))
+
         store.close()
         hasher.stop()
 
@@ -564,10 +567,13 @@ def measure(
         )
         for share in shares
     ]
+
+    # Every worker has connected and bound before the clock starts.
     for process in processes:
         process.start()
     for _ in processes:
         ready.get(timeout=60)
+
     cpu_before = cpu_seconds(server.pid)
     start = time.monotonic()
     go.set()
@@ -576,6 +582,7 @@ def measure(
     cpu = cpu_seconds(server.pid) - cpu_before
     for process in processes:
         process.join()
+
     if entries != len(requests):
         raise RuntimeError(
             f"{server.name}: {entries} entries for {len(requests)} requests; every"
