@@ -121,6 +121,7 @@ class LiveServerTestBase(TestCase):
         self.addCleanup(plain_port.stopListening)
         self.addCleanup(secure_port.stopListening)
         self.addCleanup(self.close_connections, plain, secure)
+        self.plain_factory, self.secure_factory = plain, secure
         self.ldap_url = f"ldap://127.0.0.1:{plain_port.getHost().port}"
         self.ldaps_url = f"ldaps://127.0.0.1:{secure_port.getHost().port}"
         self.plain_port = plain_port.getHost().port
@@ -707,8 +708,8 @@ class AccessTests(LiveServerTestBase):
 
     async def test_bad_clients_do_not_block(self) -> None:
         """
-        While one client sends garbage and another requests a lot without
-        reading, and many sit idle, a normal client is served.
+        While one client sends garbage, two request a lot without reading
+        (one over LDAPS), and many sit idle, a normal client is served.
         """
         for i in range(200):
             await self.directory.add_user(f"bulk{i:03d}", f"bulk{i:03d}@example.com")
@@ -742,6 +743,27 @@ class AccessTests(LiveServerTestBase):
         slow = await self.in_thread(slow_reader)
         self.addCleanup(slow.close)
 
+        def slow_tls_reader() -> socket.socket:
+            from .ldaphelpers import bind_request, search_request
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            raw = socket.create_connection(("127.0.0.1", self.secure_port))
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            secure = context.wrap_socket(raw)
+            secure.sendall(bind_request(1, ADMIN, SECRET.encode()))
+            for message_id in range(2, 40):
+                secure.sendall(
+                    search_request(
+                        message_id, USERS, "(objectClass=*)", attributes=("*", "+")
+                    )
+                )
+            return secure
+
+        slow_tls = await self.in_thread(slow_tls_reader)
+        self.addCleanup(slow_tls.close)
+
         start = time.monotonic()
         code, out, err = await self.ldapsearch(
             *self.admin_arguments(), "-b", USERS, "(username=alice)", "1.1"
@@ -749,3 +771,7 @@ class AccessTests(LiveServerTestBase):
         self.assertEqual(code, 0, err)
         self.assertEqual(entries_of(out), [self.dn(self.alice)])
         self.assertLess(time.monotonic() - start, 30)
+
+        # The slow readers' searches wait, paused, for them to read.
+        for factory in (self.plain_factory, self.secure_factory):
+            self.assertTrue(any(c._write_paused for c in factory.connections))
