@@ -344,7 +344,11 @@ class _Table:
         if "\0" in value:
             # No file name can hold one; resolve() would raise ValueError.
             raise self.error(key, value, "a file path without NUL characters")
-        return (base_dir / Path(value).expanduser()).resolve()
+        try:
+            return (base_dir / Path(value).expanduser()).resolve()
+        except RuntimeError as e:
+            # A symlink loop, or ~user for a user that does not exist.
+            raise self.error(key, value, f"a path that can be resolved ({e})") from None
 
 
 # Printable ASCII without spaces: the characters a URI may contain.
