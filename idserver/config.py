@@ -223,10 +223,28 @@ def _show(value: object) -> str:
     return repr(value)
 
 
+# The keys of each section, in the order the documentation lists them.
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "server": ("name", "public_url", "data_dir"),
+    "tls": ("certificate", "private_key"),
+    "http": ("listen", "trusted_proxies"),
+    "ldap": ("listen", "suffix", "max_entries", "idle_timeout", "max_message_size"),
+    "sessions": ("store", "redis_url"),
+    "passwords": (
+        "time_cost",
+        "memory_cost",
+        "parallelism",
+        "max_threads",
+        "max_queue",
+    ),
+}
+
+
 class _Table:
     """
-    One TOML table being read: hands out typed values and reports unknown
-    keys once every known key has been taken.
+    One section of the file being read: checks its keys at once (so that a
+    misspelled key is reported as such, not as a missing one) and hands out
+    typed values.
     """
 
     def __init__(self, source: str, name: str, data: object) -> None:
@@ -235,7 +253,13 @@ class _Table:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: {name} must be a table ([{name}])")
         self.data: dict[str, Any] = data
-        self.known: list[str] = []
+        self.keys = _SECTIONS[name]
+        for key in data:
+            if key not in self.keys:
+                raise ConfigError(
+                    f"{source}: unknown key {name}.{key}; "
+                    f"[{name}] takes " + ", ".join(self.keys)
+                )
 
     def error(self, key: str, value: object, expected: str) -> ConfigError:
         return ConfigError(
@@ -250,7 +274,7 @@ class _Table:
         expected: str,
         check: Callable[[Any], bool],
     ) -> Any:
-        self.known.append(key)
+        assert key in self.keys, key
         if key not in self.data:
             if default is _REQUIRED:
                 raise ConfigError(
@@ -302,14 +326,6 @@ class _Table:
         value = self.string(key, default)
         return (base_dir / Path(value).expanduser()).resolve()
 
-    def finish(self) -> None:
-        for key in self.data:
-            if key not in self.known:
-                raise ConfigError(
-                    f"{self.source}: unknown key {self.name}.{key}; "
-                    f"[{self.name}] takes " + ", ".join(self.known)
-                )
-
 
 def _public_url(table: _Table) -> str:
     url: str = table.string("public_url")
@@ -337,22 +353,18 @@ def _public_url(table: _Table) -> str:
 
 
 def _server(table: _Table, base_dir: Path) -> ServerConfig:
-    server = ServerConfig(
+    return ServerConfig(
         name=table.string("name", "idserver"),
         public_url=_public_url(table),
         data_dir=table.path("data_dir", base_dir, "/var/lib/idserver"),
     )
-    table.finish()
-    return server
 
 
 def _tls(table: _Table, base_dir: Path) -> TLSConfig:
-    tls = TLSConfig(
+    return TLSConfig(
         certificate=table.path("certificate", base_dir),
         private_key=table.path("private_key", base_dir),
     )
-    table.finish()
-    return tls
 
 
 def _networks(table: _Table, key: str) -> tuple[Network, ...]:
@@ -368,12 +380,10 @@ def _networks(table: _Table, key: str) -> tuple[Network, ...]:
 
 
 def _http(table: _Table) -> HTTPConfig:
-    http = HTTPConfig(
+    return HTTPConfig(
         listen=table.strings("listen", ("ssl:443",)),
         trusted_proxies=_networks(table, "trusted_proxies"),
     )
-    table.finish()
-    return http
 
 
 def _suffix(table: _Table) -> str:
@@ -393,15 +403,13 @@ def _suffix(table: _Table) -> str:
 
 
 def _ldap(table: _Table) -> LDAPConfig:
-    ldap = LDAPConfig(
+    return LDAPConfig(
         listen=table.strings("listen", ("ssl:636",)),
         suffix=_suffix(table),
         max_entries=table.integer("max_entries", 1000, 1),
         idle_timeout=table.number("idle_timeout", 600.0),
         max_message_size=table.integer("max_message_size", 1024 * 1024, 1024),
     )
-    table.finish()
-    return ldap
 
 
 def _sessions(table: _Table) -> SessionsConfig:
@@ -422,7 +430,6 @@ def _sessions(table: _Table) -> SessionsConfig:
             f"{table.source}: missing sessions.redis_url: expected a redis:// URL, "
             f'because sessions.store is "redis"'
         )
-    table.finish()
     return SessionsConfig(store=store, redis_url=redis_url)
 
 
@@ -441,7 +448,6 @@ def _passwords(table: _Table) -> PasswordsConfig:
             passwords.memory_cost,
             f"at least 8 KiB per lane of parallelism ({8 * passwords.parallelism})",
         )
-    table.finish()
     return passwords
 
 
@@ -498,27 +504,23 @@ def parse_config(data: dict[str, Any], *, path: Path) -> Config:
     """
     source = str(path)
     base_dir = path.parent.resolve()
-    root = _Table(source, "", data)
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(
+                f"{source}: unknown key {key}; the file takes the sections "
+                + ", ".join(f"[{name}]" for name in _SECTIONS)
+            )
 
     def section(name: str) -> _Table:
-        root.known.append(name)
         return _Table(source, name, data.get(name, {}))
 
     server = _server(section("server"), base_dir)
     tls = _tls(section("tls"), base_dir) if "tls" in data else None
-    root.known.append("tls")
     http = _http(section("http"))
     ldap = _ldap(section("ldap"))
     sessions = _sessions(section("sessions"))
     passwords = _passwords(section("passwords"))
     oidc = _oidc(section("oidc"))
-
-    for key in data:
-        if key not in root.known:
-            raise ConfigError(
-                f"{source}: unknown key {key}; the file takes the sections "
-                + ", ".join(f"[{name}]" for name in root.known)
-            )
 
     config = Config(
         path=path,

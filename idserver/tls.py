@@ -20,15 +20,19 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IReactorSSL, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IProtocolNegotiationFactory,
+    IReactorSSL,
+    IStreamServerEndpoint,
+)
 from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters, TLSVersion
 from twisted.python.filepath import FilePath
 
@@ -39,6 +43,7 @@ __all__ = [
     "MINIMUM_TLS_VERSION",
     "EndpointDescription",
     "EndpointError",
+    "ServerCertificateOptions",
     "certificate_options",
     "check_server_endpoint",
     "create_self_signed_certificate",
@@ -139,6 +144,41 @@ def _read(path: Path, what: str) -> bytes:
         raise EndpointError(f"cannot read the {what} {str(path)!r}: {e.strerror}")
 
 
+class ServerCertificateOptions(CertificateOptions):
+    """
+    L{CertificateOptions} with an ALPN selection that lets the handshake go
+    on when the client offers no protocol the server knows.
+
+    NOTE: Twisted 26.10 answers such a client with an empty protocol name,
+    which pyOpenSSL turns into a fatal alert, so every browser, curl and
+    any other client that sends ALPN (h2, http/1.1) fails to connect. RFC
+    7301 section 3.2 lets the server ignore the extension instead, which
+    is what this class does.
+    """
+
+    _alpn_installed = False
+
+    def getContext(self) -> SSL.Context:
+        context: SSL.Context = super().getContext()
+        if not self._alpn_installed:
+            context.set_alpn_select_callback(_select_protocol)
+            self._alpn_installed = True
+        return context
+
+
+def _select_protocol(connection: SSL.Connection, offered: list[bytes]) -> Any:
+    # Returns the chosen protocol name, or pyOpenSSL's NO_OVERLAPPING_PROTOCOLS
+    # sentinel to go on without one.
+    protocol = connection.get_app_data()
+    factory = getattr(getattr(protocol, "factory", None), "wrappedFactory", None)
+    negotiation = IProtocolNegotiationFactory(factory, None)
+    if negotiation is not None:
+        for name in negotiation.acceptableProtocols():
+            if name in offered:
+                return bytes(name)
+    return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
 def certificate_options(
     certificate: Path,
     private_key: Path,
@@ -205,7 +245,7 @@ def certificate_options(
         dh = DiffieHellmanParameters.fromFile(FilePath(str(dh_parameters)))
 
     # Twisted's CertificateOptions still takes pyOpenSSL objects.
-    return CertificateOptions(
+    return ServerCertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(key),
         certificate=crypto.X509.from_cryptography(leaf),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in intermediates],

@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -1607,6 +1608,37 @@ class ScriptTests(CLITestCase):
         self.assertEqual(err.count(b"\n"), 1)
         self.assertIn(b"not accepted as arguments", err)
         self.assertIsNone(await self.stored_user("xavier"))
+
+    async def test_interrupt(self) -> None:
+        """
+        SIGINT while a command runs ends the process with exit code 130
+        instead of leaving the database threads running.
+        """
+        await self.spawn("init")
+        # A handler that opens the database, interrupts its own process and
+        # waits forever, standing in for a slow command.
+        program = textwrap.dedent(
+            f"""
+            import os, signal, sys
+            from twisted.internet import defer, reactor
+            from idserver.admin import cli, users
+
+            async def wait_forever(context, args):
+                await context.directory.list_users()
+                reactor.callLater(0, os.kill, os.getpid(), signal.SIGINT)
+                await defer.Deferred()
+
+            users._list = wait_forever
+            sys.exit(cli.main(["--config", {self.config_path.path!r}, "user", "list"]))
+            """
+        )
+        child = ProcessProtocol()
+        get_reactor().spawnProcess(
+            child, sys.executable, [sys.executable, "-c", program], env=os.environ
+        )
+        code = await child.ended
+        self.assertEqual(code, 130, child.errors)
+        self.assertEqual(child.errors, b"idserver-admin: error: interrupted\n")
 
     async def test_terminal_prompt(self) -> None:
         """

@@ -194,6 +194,21 @@ class SQLiteDirectoryTests(_SQLiteFixture, TestCase):
         second = self.open(path)
         self.assertEqual(await second.get_user(user.id), user)
 
+    async def test_open_while_other_writes(self) -> None:
+        """
+        An up-to-date database opens while another connection holds the
+        write lock, and reads work; only writes wait for the lock.
+        """
+        path = self.database_path()
+        self.open(path).close()
+        writer = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(writer.close)
+        writer.execute("BEGIN IMMEDIATE")
+        self.addCleanup(writer.execute, "ROLLBACK")
+
+        directory = self.open(path)
+        self.assertEqual(await directory.list_users(), [])
+
     async def test_sync_writes_external_groups(self) -> None:
         """
         With C{sync=True}, external groups can be renamed and their members

@@ -8,7 +8,6 @@ import threading
 from typing import Any, Literal, cast
 
 import argon2
-from twisted.internet import defer
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadable import isInIOThread
 from twisted.trial.unittest import TestCase
@@ -69,20 +68,22 @@ class Argon2HasherTests(TestCase):
         """
         self.assertTrue(verifyObject(IPasswordHasher, self.make_hasher()))
 
-    async def _round_trip(self) -> None:
+    async def test_round_trip(self) -> None:
+        """
+        A hash verifies with its secret and not with another one.
+        """
         hasher = self.make_hasher()
         encoded = await hasher.hash("correct horse")
         self.assertTrue(encoded.startswith("$argon2id$"))
         self.assertEqual(await hasher.verify(encoded, "correct horse"), (True, None))
         self.assertEqual(await hasher.verify(encoded, "wrong horse"), (False, None))
 
-    def test_round_trip(self) -> defer.Deferred[None]:
+    async def test_off_reactor(self) -> None:
         """
-        A hash verifies with its secret and not with another one.
+        Hashing and verification run in a pool thread, not the reactor
+        thread.
         """
-        return defer.Deferred.fromCoroutine(self._round_trip())
-
-    async def _off_reactor(self) -> None:
+        self.assertTrue(isInIOThread())
         hasher = self.make_hasher()
         recorder = RecordingPasswordHasher(**CHEAP)
         hasher.parameters = recorder
@@ -94,15 +95,11 @@ class Argon2HasherTests(TestCase):
             self.assertFalse(in_reactor)
             self.assertIn("argon2", thread.name)
 
-    def test_off_reactor(self) -> defer.Deferred[None]:
+    async def test_queue_full(self) -> None:
         """
-        Hashing and verification run in a pool thread, not the reactor
-        thread.
+        A request beyond the running threads plus the queue fails at once
+        with L{HasherBusyError}; once the queue drains, requests work again.
         """
-        self.assertTrue(isInIOThread())
-        return defer.Deferred.fromCoroutine(self._off_reactor())
-
-    async def _queue_full(self) -> None:
         hasher = self.make_hasher(max_threads=1, max_queue=1)
         # Results reach the reactor thread only after this function yields,
         # so the first two requests are still counted when the third comes.
@@ -119,26 +116,20 @@ class Argon2HasherTests(TestCase):
         self.assertEqual(hasher.in_flight, 0)
         self.assertTrue((await hasher.hash("secret five")).startswith("$argon2id$"))
 
-    def test_queue_full(self) -> defer.Deferred[None]:
+    async def test_failures_release_slots(self) -> None:
         """
-        A request beyond the running threads plus the queue fails at once
-        with L{HasherBusyError}; once the queue drains, requests work again.
+        A request that fails in the thread frees its place in the queue.
         """
-        return defer.Deferred.fromCoroutine(self._queue_full())
-
-    async def _failures_release_slots(self) -> None:
         hasher = self.make_hasher(max_threads=1, max_queue=0)
         await self.assertFailure(hasher.hash(None), AttributeError)  # type: ignore[arg-type]
         self.assertEqual(hasher.in_flight, 0)
         self.assertTrue((await hasher.hash("secret")).startswith("$argon2id$"))
 
-    def test_failures_release_slots(self) -> defer.Deferred[None]:
+    async def test_rehash(self) -> None:
         """
-        A request that fails in the thread frees its place in the queue.
+        A matching hash made with other parameters comes back with a new
+        hash using the current ones; a wrong secret gets no new hash.
         """
-        return defer.Deferred.fromCoroutine(self._failures_release_slots())
-
-    async def _rehash(self) -> None:
         old = self.make_hasher(time_cost=1)
         new = self.make_hasher(time_cost=2)
         encoded = await old.hash("correct horse")
@@ -151,14 +142,10 @@ class Argon2HasherTests(TestCase):
 
         self.assertEqual(await new.verify(encoded, "wrong horse"), (False, None))
 
-    def test_rehash(self) -> defer.Deferred[None]:
+    async def test_argon2i_rehash(self) -> None:
         """
-        A matching hash made with other parameters comes back with a new
-        hash using the current ones; a wrong secret gets no new hash.
+        An argon2i hash is replaced by an argon2id hash.
         """
-        return defer.Deferred.fromCoroutine(self._rehash())
-
-    async def _argon2i_rehash(self) -> None:
         hasher = self.make_hasher()
         legacy = argon2.PasswordHasher(type=argon2.Type.I, **CHEAP)
         encoded = legacy.hash("correct horse")
@@ -167,22 +154,13 @@ class Argon2HasherTests(TestCase):
         assert new_hash is not None
         self.assertTrue(new_hash.startswith("$argon2id$"))
 
-    def test_argon2i_rehash(self) -> defer.Deferred[None]:
-        """
-        An argon2i hash is replaced by an argon2id hash.
-        """
-        return defer.Deferred.fromCoroutine(self._argon2i_rehash())
-
-    async def _invalid_hash(self) -> None:
-        hasher = self.make_hasher()
-        for encoded in ["", "not a hash", "$2b$12$abcdefghijklmnopqrstuv"]:
-            self.assertEqual(await hasher.verify(encoded, "secret"), (False, None))
-
-    def test_invalid_hash(self) -> defer.Deferred[None]:
+    async def test_invalid_hash(self) -> None:
         """
         A stored value that is not an argon2 hash never matches.
         """
-        return defer.Deferred.fromCoroutine(self._invalid_hash())
+        hasher = self.make_hasher()
+        for encoded in ["", "not a hash", "$2b$12$abcdefghijklmnopqrstuv"]:
+            self.assertEqual(await hasher.verify(encoded, "secret"), (False, None))
 
     def test_not_started(self) -> None:
         """

@@ -230,7 +230,7 @@ async def execute(reactor: Any, invocation: Invocation) -> int:
         _report(invocation.stderr, f"unexpected error: {error!r}")
         return EXIT_FAILURE
     finally:
-        await context.close()
+        context.close()
 
 
 def run(

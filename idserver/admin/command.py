@@ -111,6 +111,7 @@ class CommandContext:
     _change: tuple[str, str | None] | None = field(default=None, repr=False)
 
     _hasher: Argon2Hasher | None = field(default=None, repr=False)
+    _shutdown_trigger: Any = field(default=None, repr=False)
 
     def open_database(self) -> None:
         """
@@ -131,14 +132,22 @@ class CommandContext:
         )
         hasher.start()
         self._hasher = hasher
+        # The pools' threads keep the process alive, so they must stop even
+        # when SIGINT stops the reactor before the command finishes.
+        self._shutdown_trigger = self.reactor.addSystemEventTrigger(
+            "during", "shutdown", self._close_at_shutdown
+        )
         self._directory = open_directory(
             database_path(self.config), reactor=self.reactor, hasher=hasher
         )
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """
         Close the directory and stop the hasher, if they were opened.
         """
+        trigger, self._shutdown_trigger = self._shutdown_trigger, None
+        if trigger is not None:
+            self.reactor.removeSystemEventTrigger(trigger)
         directory, self._directory = self._directory, None
         hasher, self._hasher = self._hasher, None
         try:
@@ -147,6 +156,10 @@ class CommandContext:
         finally:
             if hasher is not None:
                 hasher.stop()
+
+    def _close_at_shutdown(self) -> None:
+        self._shutdown_trigger = None
+        self.close()
 
     @property
     def directory(self) -> SQLiteDirectory:

@@ -54,6 +54,8 @@ async def _show(context: CommandContext, args: argparse.Namespace) -> None:
 
 
 async def _set(context: CommandContext, args: argparse.Namespace) -> None:
+    # NOTE: turning mandatory_2fa on only stores the setting; nothing here
+    # ends the existing sessions of users without 2FA.
     context.begin_change("settings.set", args.key)
     await context.directory.set_setting(args.key, args.parsed_value)
     formatted = _format_setting(args.parsed_value)

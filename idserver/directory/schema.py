@@ -9,7 +9,7 @@ the C{schema_migrations} table.
 Each file runs in its own C{BEGIN EXCLUSIVE} transaction that also checks
 and writes the record, so when the daemon and C{idserver-admin} start at
 the same time, one of them applies a file and the other waits for the lock,
-sees the record and skips it. A file that fails leaves the database as it
+finds the record and skips the file. A file that fails leaves the database as it
 was before that file.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -57,7 +57,7 @@ class Migration:
 
     version: int
     name: str
-    sql: str
+    sql: str = field(repr=False)
 
 
 def find_migrations(source: Traversable | str | None = None) -> list[Migration]:
@@ -133,8 +133,13 @@ def apply_migrations(
         raise SchemaError("Migrations must run with foreign_keys off.")
 
     _check_known(connection, migrations)
+    # Checked first without a lock, so that opening an up-to-date database
+    # never waits for another process's write transaction.
+    already = applied_versions(connection)
     applied = []
     for migration in migrations:
+        if migration.version in already:
+            continue
         if _apply_one(connection, migration):
             applied.append(migration.version)
     return applied
@@ -142,7 +147,8 @@ def apply_migrations(
 
 def _apply_one(connection: sqlite3.Connection, migration: Migration) -> bool:
     """
-    Apply one migration under an exclusive lock unless it is recorded.
+    Apply one migration under an exclusive lock unless it is recorded by
+    then.
 
     @return: whether this call applied it.
     """
@@ -193,7 +199,7 @@ def split_statements(sql: str) -> list[str]:
 
     L{sqlite3.Connection.executescript} would do this but commits first,
     which would break the migration's transaction, so the script is cut at
-    each semicolon where L{sqlite3.complete_statement} sees a complete
+    each semicolon where L{sqlite3.complete_statement} reports a complete
     statement (not inside a string, comment or trigger body).
 
     @raise SchemaError: text other than comments follows the last complete

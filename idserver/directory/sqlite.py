@@ -11,11 +11,13 @@ exception is L{SQLiteDirectory.revision}, described below. Password hashes
 are computed by the L{IPasswordHasher} in its own pool.
 
 Other processes: the daemon and C{idserver-admin} may open the same file
-at the same time. The database is in write-ahead-log mode, so readers never
-wait for a writer. Every write is one C{BEGIN IMMEDIATE} transaction that
-takes the write lock before reading what it checks (uniqueness, the last
-admin, the last TOTP step), so two processes cannot both pass a check and
-then both write. A writer waits up to five seconds for the lock.
+at the same time. The database is in write-ahead-log mode, so readers do not
+wait for a writer (except in rare cases such as log recovery after a crash,
+when SQLite reports the database busy). Every write is one
+C{BEGIN IMMEDIATE} transaction that takes the write lock before reading what
+it checks (uniqueness, the last admin, the last TOTP step), so two processes
+cannot both pass a check and then both write. A writer waits up to five
+seconds for the lock.
 
 Revision: the C{revision} row of the C{counters} table grows by one in
 every transaction that changes users, groups, memberships or settings, but
@@ -23,9 +25,10 @@ not with audit events, rate-limit counters or TOTP steps, which change on
 every login. L{SQLiteDirectory.revision} reads it through a second,
 read-only connection on the calling thread, and only when
 C{PRAGMA data_version} on that connection reports a commit by any other
-connection since its last read. That pragma reads the write-ahead log's
-shared-memory header and takes no lock that a writer holds, so a call is a
-few microseconds and does not wait.
+connection since its last read. Both are reads of the write-ahead log, which
+go on while another connection writes; that connection's busy timeout is
+zero, so a call never waits and costs a few microseconds (about 4 µs each
+on the 2-core test machine).
 
 Read-only external objects: users and groups with source C{ldap} come from
 the external directory. Only the sync code may rename external groups or
@@ -1172,8 +1175,8 @@ class SQLiteDirectory:
     def revision(self) -> int:
         """
         Return the revision counter, which grows with every change of users,
-        groups, memberships or settings made by any process. Cheap, and never
-        waits for a lock.
+        groups, memberships or settings made by any process. Cheap, and does
+        not wait for locks (see the module documentation).
         """
         return self.database.revision()
 

@@ -1,0 +1,118 @@
+"""
+The HTTP application: one Klein app behind L{FrontResource}.
+
+L{build_http_resource} is where the pages are put together. It serves the
+health check now. The OpenID Connect provider and the dashboard mount their
+resources here, as routes of L{WebApp} or as further arguments of
+L{build_http_resource}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Protocol
+
+from klein import Klein
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from idserver.config import Config
+from idserver.web.request import FrontResource
+
+__all__ = [
+    "PING_TIMEOUT",
+    "WebApp",
+    "build_http_resource",
+]
+
+# Seconds the health check waits for the database before it reports it as
+# failed; a load balancer's probe usually gives up after a few seconds.
+PING_TIMEOUT = 5.0
+
+
+class Pingable(Protocol):
+    """
+    A database the health check can test.
+    """
+
+    def ping(self) -> Deferred[None]: ...
+
+
+class WebApp:
+    """
+    The routes of the HTTP listeners.
+
+    @ivar directory: returns the open directory, or C{None} while it is not
+        open (before start and after stop).
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        directory: Callable[[], Pingable | None],
+        ping_timeout: float = PING_TIMEOUT,
+    ) -> None:
+        self.clock = clock
+        self.directory = directory
+        self.ping_timeout = ping_timeout
+
+    @app.route("/healthz", methods=["GET", "HEAD"])
+    async def healthz(self, request: IRequest) -> bytes:
+        """
+        Report whether the server can reach its database: C{200} with
+        C{{"status": "ok", "database": "ok"}}, or C{503} with
+        C{"status": "error"} and the database's state.
+        """
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+
+        database = await self._check_database()
+        if database == "ok":
+            body = {"status": "ok", "database": "ok"}
+        else:
+            request.setResponseCode(503)
+            body = {"status": "error", "database": database}
+        return json.dumps(body).encode("utf-8") + b"\n"
+
+    async def _check_database(self) -> str:
+        directory = self.directory()
+        if directory is None:
+            return "unavailable"
+        try:
+            await directory.ping().addTimeout(self.ping_timeout, self.clock)
+        except TimeoutError:
+            self.log.error(
+                "Health check: the database did not answer within {timeout} s",
+                timeout=self.ping_timeout,
+            )
+            return "timeout"
+        except Exception:
+            self.log.failure("Health check: the database ping failed")
+            return "error"
+        return "ok"
+
+
+def build_http_resource(
+    config: Config,
+    *,
+    clock: IReactorTime,
+    directory: Callable[[], Pingable | None],
+) -> IResource:
+    """
+    Build the root resource of every HTTP listener.
+
+    @param directory: returns the open directory, or C{None} while it is
+        not open.
+    """
+    web = WebApp(clock=clock, directory=directory)
+    # NOTE: the OpenID Connect provider and the dashboard are not served
+    # yet; their routes join WebApp here.
+    return FrontResource(web.app.resource(), config.http.trusted_proxies)
