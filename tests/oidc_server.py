@@ -200,7 +200,7 @@ class Browser:
             if not location.startswith(self.server.base_url + "/"):
                 self.response = response
                 return location
-            response = self.session.get(location, allow_redirects=False)
+            response = self.session.get(location, allow_redirects=False, timeout=30)
         self.response = response
         return response
 
@@ -208,7 +208,7 @@ class Browser:
         """
         Open C{url}; return the external redirect location or the page.
         """
-        return self._follow(self.session.get(url, allow_redirects=False))
+        return self._follow(self.session.get(url, allow_redirects=False, timeout=30))
 
     def submit(self, page: requests.Response, **values: str) -> requests.Response | str:
         """
@@ -217,7 +217,10 @@ class Browser:
         fields = form_fields(page.text)
         fields.update(values)
         url = urljoin(page.url, form_action(page.text))
-        return self._follow(self.session.post(url, data=fields, allow_redirects=False))
+        response = self.session.post(
+            url, data=fields, allow_redirects=False, timeout=30
+        )
+        return self._follow(response)
 
     def login(
         self, url: str, username: str, password: str = PASSWORD, totp: str | None = None
@@ -243,3 +246,59 @@ def query_of(url: str) -> dict[str, str]:
     Return the query parameters of C{url}, one value each.
     """
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def pkce_pair() -> tuple[str, str]:
+    """
+    Return a new PKCE verifier and its S256 challenge.
+    """
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def auth_url(server: OIDCServer, client_id: str, **params: str | None) -> str:
+    """
+    Build an authorization request URL; C{None} leaves a parameter out.
+    """
+    from urllib.parse import urlencode
+
+    values: dict[str, str | None] = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile",
+        "state": "state-1",
+        "nonce": "nonce-1",
+    }
+    values.update(params)
+    query = urlencode({k: v for k, v in values.items() if v is not None})
+    return f"{server.issuer}/auth?{query}"
+
+
+def http_session() -> requests.Session:
+    """
+    Return a requests session that ignores the environment's CA bundle and
+    accepts the test certificate.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = False
+    return session
+
+
+def token_request(
+    server: OIDCServer,
+    data: dict[str, str],
+    auth: tuple[str, str] | None = None,
+    path: str = "/token",
+) -> requests.Response:
+    """
+    POST a form to the token endpoint (or another under the issuer).
+    """
+    with http_session() as session:
+        return session.post(server.issuer + path, data=data, auth=auth, timeout=10)

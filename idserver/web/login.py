@@ -20,7 +20,6 @@ from urllib.parse import urlencode
 
 import qrcode
 import qrcode.image.svg
-from idserver.web.request import client_address
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -43,6 +42,7 @@ from idserver.model import User
 from idserver.sessions.model import BrowserSession, SessionState
 from idserver.sessions.policy import needs_totp_enrolment
 from idserver.web.csrf import check_csrf
+from idserver.web.request import client_address
 from idserver.web.session import SessionManager
 from idserver.web.templates import Markup, render, send_page
 
@@ -126,7 +126,12 @@ class LoginPages:
         return str(settings.get("name") or "idserver")
 
     async def _page(
-        self, request: IRequest, template: str, *, status: int = 200, **values: Any
+        self,
+        request: IRequest,
+        template: str,
+        *,
+        status: int | None = None,
+        **values: Any,
     ) -> bytes:
         body = render(template, **values)
         return send_page(request, await self._server_name(), body, status=status)

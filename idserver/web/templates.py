@@ -66,12 +66,16 @@ def render_page(title: str, body: str, *, heading: str | None = None) -> bytes:
     return page.encode("utf-8")
 
 
-def send_page(request: IRequest, title: str, body: str, *, status: int = 200) -> bytes:
+def send_page(
+    request: IRequest, title: str, body: str, *, status: int | None = None
+) -> bytes:
     """
-    Set the status and headers of an HTML response that must not be cached
-    and return the rendered page.
+    Set the headers (and C{status}, unless C{None} keeps the one already
+    set) of an HTML response that must not be cached, and return the
+    rendered page.
     """
-    request.setResponseCode(status)
+    if status is not None:
+        request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
     request.setHeader(b"Cache-Control", b"no-store")
     return render_page(title, body)
