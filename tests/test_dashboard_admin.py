@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from idserver.ldap.access import AccessPolicy, check_generated_secret
 from idserver.oidc.clients import hash_client_secret
 from tests.browser.server import PASSWORD, WebClient
 from tests.test_dashboard import (
@@ -575,3 +576,116 @@ class AuditAdminTests(AdminTestCase):
         response = await in_thread(self.admin.get, "/admin/audit?user=alice")
         self.assertIn("login.failed", response.text)
         self.assertNotIn("<code>group.add</code>", response.text)
+
+
+class LDAPAdminTests(AdminTestCase):
+    """
+    The LDAP server page.
+    """
+
+    async def test_enable_with_allowlist(self) -> None:
+        """
+        Enabling the server stores the switch and the allowlist lines, which
+        the LDAP server's policy reads back.
+        """
+        response = await self.post(
+            "/admin/ldap",
+            {
+                "enabled": ["false", "true"],
+                "allowlist": "127.0.0.1  # this host\n\n10.0.0.0/8\n::ffff:192.0.2.1",
+            },
+        )
+        self.assertIn("The LDAP server settings were saved.", response.text)
+        self.assertIn('id="ldap-status">Enabled', response.text)
+        settings = await self.server.directory.get_settings()
+        policy = AccessPolicy.from_settings(settings)
+        self.assertTrue(policy.enabled)
+        self.assertEqual(
+            policy.allowlist_lines,
+            ("127.0.0.1  # this host", "10.0.0.0/8", "::ffff:192.0.2.1"),
+        )
+        self.assertTrue(policy.allows("10.1.2.3"))
+        self.assertTrue(policy.allows("192.0.2.1"))
+        self.assertFalse(policy.allows("192.0.2.2"))
+        events = await self.server.directory.events(kind="ldap_server")
+        self.assertEqual(
+            sorted(e.kind for e in events),
+            ["ldap_server.allowlist", "ldap_server.enable"],
+        )
+
+    async def test_invalid_allowlist(self) -> None:
+        """
+        A line that is not an address or range is reported under the
+        allowlist, and nothing is stored.
+        """
+        response = await self.post(
+            "/admin/ldap",
+            {"enabled": ["false", "true"], "allowlist": "10.0.0.0/8\nnot-an-address"},
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIn(
+            "Invalid allowlist entry &#x27;not-an-address&#x27;",
+            field_error(response.text, "allowlist") or "",
+        )
+        self.assertIn("not-an-address", response.text)
+        settings = await self.server.directory.get_settings()
+        self.assertFalse(AccessPolicy.from_settings(settings).enabled)
+
+    async def test_generate_secret(self) -> None:
+        """
+        A generated secret is shown once and stored as its SHA-256.
+        """
+        response = await self.post("/admin/ldap /admin/ldap/secret/generate")
+        secret = re.findall(
+            r'id="ldap-secret-admin-secret" type="text" value="([^"]*)"',
+            response.text,
+        )[0]
+        settings = await self.server.directory.get_settings()
+        stored = AccessPolicy.from_settings(settings).secret_hash
+        assert stored is not None
+        self.assertTrue(check_generated_secret(stored, secret))
+        response = await in_thread(self.admin.get, "/admin/ldap")
+        self.assertNotIn(secret, response.text)
+        self.assertIn("A generated secret is set.", response.text)
+
+    async def test_choose_secret(self) -> None:
+        """
+        A chosen secret is hashed with argon2id; a short one is refused.
+        """
+        response = await self.post(
+            "/admin/ldap /admin/ldap/secret",
+            {"secret": "short", "confirm_secret": "short"},
+        )
+        self.assertEqual(
+            field_error(response.text, "secret"),
+            "The password is too short: at least 8 characters.",
+        )
+        response = await self.post(
+            "/admin/ldap /admin/ldap/secret",
+            {"secret": "a long ldap secret", "confirm_secret": "a long ldap secret"},
+        )
+        self.assertIn("The admin secret was set.", response.text)
+        settings = await self.server.directory.get_settings()
+        stored = AccessPolicy.from_settings(settings).secret_hash
+        assert stored is not None
+        matches, _ = await self.server.directory.hasher.verify(
+            stored, "a long ldap secret"
+        )
+        self.assertTrue(matches)
+
+    async def test_client_settings(self) -> None:
+        """
+        The page shows the URLs of the listeners and the DNs and filters a
+        client application needs.
+        """
+        response = await in_thread(self.admin.get, "/admin/ldap")
+        for value in (
+            "ldaps://id.example.com:636",
+            "ldap://127.0.0.1:389",
+            "cn=admin,ou=system,dc=cloudron",
+            "ou=users,dc=cloudron",
+            "ou=groups,dc=cloudron",
+            "(objectClass=user)",
+            "(objectClass=group)",
+        ):
+            self.assertIn(f'value="{value}"', response.text)

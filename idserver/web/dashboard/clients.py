@@ -6,6 +6,7 @@ delete.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from klein import Klein
@@ -75,7 +76,7 @@ def copy_list(items: list[tuple[str, str]], id: str) -> Markup:
     """
     rows = []
     for label, value in items:
-        field_id = f"{id}-{label.lower().replace(' ', '-')}"
+        field_id = id + "-" + re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
         rows.append(
             element(
                 "div",

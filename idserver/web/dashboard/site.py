@@ -23,6 +23,7 @@ from idserver.web.dashboard.audit import AuditPages
 from idserver.web.dashboard.base import DashboardContext, DashboardPages
 from idserver.web.dashboard.clients import ClientPages
 from idserver.web.dashboard.groups import GroupPages
+from idserver.web.dashboard.ldap import LDAPPages
 from idserver.web.dashboard.settings import SettingsPages
 from idserver.web.dashboard.users import UserPages
 from idserver.web.session import SessionManager
@@ -36,6 +37,7 @@ _PAGES: tuple[tuple[tuple[bytes, ...], type[DashboardPages]], ...] = (
     ((b"admin", b"users"), UserPages),
     ((b"admin", b"groups"), GroupPages),
     ((b"admin", b"clients"), ClientPages),
+    ((b"admin", b"ldap"), LDAPPages),
     ((b"admin", b"settings"), SettingsPages),
     ((b"admin", b"audit"), AuditPages),
 )
