@@ -237,6 +237,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_threads",
         "max_queue",
     ),
+    "oidc": tuple(OIDCConfig.__dataclass_fields__),
 }
 
 
@@ -459,7 +460,6 @@ def _oidc(table: _Table) -> OIDCConfig:
             for key in OIDCConfig.__dataclass_fields__
         }
     )
-    table.finish()
     return oidc
 
 

@@ -327,8 +327,8 @@ class ConfigErrorTests(ConfigTestCase):
         """
         An unknown section is named, with the list of known ones.
         """
-        path = write_config(self.directory, body="[oidc]\nx = 1\n")
-        self.assertConfigError(path, "unknown key oidc", "[server]", "[passwords]")
+        path = write_config(self.directory, body="[openid]\nx = 1\n")
+        self.assertConfigError(path, "unknown key openid", "[server]", "[passwords]")
 
     def test_section_not_a_table(self) -> None:
         """

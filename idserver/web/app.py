@@ -1,10 +1,9 @@
 """
 The HTTP application: one Klein app behind L{FrontResource}.
 
-L{build_http_resource} is where the pages are put together. It serves the
-health check now. The OpenID Connect provider and the dashboard mount their
-resources here, as routes of L{WebApp} or as further arguments of
-L{build_http_resource}.
+L{build_http_resource} is where the pages are put together: the health
+check of L{WebApp}, and through L{ProviderPages} the OpenID Connect
+provider, the login pages and the dashboard.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from idserver.config import Config
+from idserver.web.pages import ProviderPages
 from idserver.web.request import FrontResource
 
 __all__ = [
@@ -113,6 +113,7 @@ def build_http_resource(
         not open.
     """
     web = WebApp(clock=clock, directory=directory)
-    # NOTE: the OpenID Connect provider and the dashboard are not served
-    # yet; their routes join WebApp here.
-    return FrontResource(web.app.resource(), config.http.trusted_proxies)
+    pages = ProviderPages(
+        config, clock=clock, directory=directory, default=web.app.resource()
+    )
+    return FrontResource(pages, config.http.trusted_proxies)
