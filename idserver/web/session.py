@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from idserver.web.request import client_address
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import http
@@ -31,6 +30,7 @@ from idserver.sessions.model import (
     secret_key,
 )
 from idserver.sessions.policy import session_end_reason
+from idserver.web.request import client_address
 
 __all__ = ["COOKIE_NAME", "SessionLifetimes", "SessionManager"]
 

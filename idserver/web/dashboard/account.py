@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from idserver.web.request import client_address
 from klein import Klein
 from twisted.web.iweb import IRequest
 
@@ -26,6 +25,7 @@ from idserver.web.dashboard.html import (
     qr_data_uri,
     text_input,
 )
+from idserver.web.request import client_address
 from idserver.web.templates import Markup
 
 __all__ = ["AccountPages", "client_allows", "profile_lock_reason"]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from idserver.web.request import client_address
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -29,6 +28,7 @@ from idserver.sessions.model import BrowserSession
 from idserver.web.csrf import check_csrf, csrf_input
 from idserver.web.dashboard.html import Child, element, join
 from idserver.web.login import request_form
+from idserver.web.request import client_address
 from idserver.web.session import SessionManager
 from idserver.web.templates import Markup, render
 
