@@ -224,7 +224,7 @@ class SignInTests(DashboardTestCase):
 
     async def test_non_admin_refused(self) -> None:
         """
-        Every admin page answers 403 to a user without the admin role, and
+        Every admin page returns 403 to a user without the admin role, and
         the navigation does not offer them.
         """
         client = await self.signed_in()

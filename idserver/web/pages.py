@@ -6,7 +6,7 @@ L{idserver.web.app.WebApp} (the health check).
 The listeners are built before the daemon opens the directory, so
 L{ProviderPages} builds the provider and the dashboard at the first request
 that finds the directory open, and again if the directory is reopened.
-Until then every path but those of C{WebApp} is answered by C{WebApp}
+Until then every path but those of C{WebApp} is served by C{WebApp}
 itself (404, or the health check's 503).
 """
 

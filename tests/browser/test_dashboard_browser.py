@@ -23,7 +23,7 @@ from tests.browser.server import PASSWORD, DashboardServer
 from tests.test_dashboard import in_thread, token_request
 
 # The redirect URI of the test app. The browser never reaches it: each
-# test page answers requests to it itself (see _app_callback).
+# test page fulfils requests to it itself (see _app_callback).
 CALLBACK = "http://127.0.0.1:9/callback"
 
 DESKTOP = {"width": 1280, "height": 860}
@@ -63,7 +63,7 @@ def sign_out(page: Any) -> None:
 
 
 def _app_callback(page: Any) -> None:
-    # Answer the app's callback inside the browser, so nothing is sent to
+    # Fulfil the app's callback inside the browser, so nothing is sent to
     # the loopback port in CALLBACK.
     page.route(CALLBACK + "*", lambda route: route.fulfill(body="app callback"))
 

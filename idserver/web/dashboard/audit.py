@@ -67,7 +67,7 @@ class AuditPages(DashboardPages):
             page = max(1, int(args.get("page", "1")))
         except ValueError:
             page = 1
-        # One more than a page tells whether a next page exists.
+        # Reading one event more than a page shows whether a next page exists.
         events = await self.context.audit.events(
             user=user,
             kind=kind or None,
@@ -157,7 +157,7 @@ class AuditPages(DashboardPages):
         )
         return element(
             "tr",
-            element("td", format_time(event.time), data_label="Time"),
+            element("td", format_time(event.time, seconds=True), data_label="Time"),
             element("td", element("code", event.kind), data_label="Event"),
             element(
                 "td",

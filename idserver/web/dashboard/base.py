@@ -1,5 +1,5 @@
 """
-What every dashboard page shares: the pieces it works with, the signed-in
+The parts every dashboard page shares: the services it works with, the signed-in
 check, the admin check, CSRF, the page layout and the audit record.
 
 A page is a method of a L{DashboardPages} subclass. It starts with

@@ -327,7 +327,7 @@ def select(
     )
 
 
-def format_time(moment: datetime | float | None) -> Markup:
+def format_time(moment: datetime | float | None, *, seconds: bool = False) -> Markup:
     """
     Show a time in UTC as a C{<time>} element, or a dash for none.
     """
@@ -338,7 +338,7 @@ def format_time(moment: datetime | float | None) -> Markup:
     moment = moment.astimezone(UTC)
     return element(
         "time",
-        moment.strftime("%Y-%m-%d %H:%M UTC"),
+        moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC"),
         datetime=moment.isoformat(timespec="seconds"),
     )
 
