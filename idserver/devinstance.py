@@ -57,7 +57,7 @@ store = "sqlite"
 
 class SetupError(Exception):
     """
-    A step of the set-up failed; the message says which.
+    A step of the set-up failed; the message names the step.
     """
 
 
@@ -149,7 +149,8 @@ def set_up(directory: Path, out: IO[str]) -> None:
         f"\nCreated the admin {OWNER!r} ({OWNER_EMAIL}).\n"
         f"  Password: {password}\n"
         "It is shown only this once.\n\n"
-        f"Start the server with: twistd -n idserver --config {config}\n"
+        "Start the server (make run does this) with:\n"
+        f"  twistd -n idserver --config {config}\n"
         f"Then open {PUBLIC_URL}/ (the certificate is self-signed) and sign in "
         f"as {OWNER!r}.\n"
     )

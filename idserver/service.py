@@ -30,6 +30,7 @@ from twisted.web.server import Site
 from idserver.config import Config, ConfigError
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
+from idserver.web.request import access_log_line
 
 if TYPE_CHECKING:
     from idserver.directory.sqlite import SQLiteDirectory
@@ -206,7 +207,7 @@ class IdServerService(MultiService):
     The root service of the daemon.
 
     @ivar config: the configuration it was built from.
-    @ivar directory_service: the child that holds the open directory.
+    @ivar directory_service: the child that opens and closes the directory.
     """
 
     log = Logger()
@@ -279,7 +280,7 @@ def build_http_services(
         clock=reactor,
         directory=lambda: directory_service.directory,
     )
-    site = Site(root)
+    site = Site(root, logFormatter=access_log_line)
     site.displayTracebacks = False
     return _listeners("HTTP", config.http.listen, site, config, reactor)
 
@@ -303,8 +304,8 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     """
     Build the daemon's service tree from a checked configuration.
 
-    @raise ConfigError: the configuration asks for something this version
-        cannot do, or a listener cannot be built.
+    @raise ConfigError: the configuration requests a feature that this
+        version does not have, or a listener cannot be built.
     """
     from idserver.admin.command import database_path
     from idserver.directory.sqlite import open_directory

@@ -46,8 +46,8 @@ def makeService(options: Options) -> IService:
     """
     Build the daemon's services from the options' configuration.
 
-    @raise idserver.config.ConfigError: the configuration asks for something
-        this version cannot do.
+    @raise idserver.config.ConfigError: the configuration requests a
+        feature that this version does not have.
     """
     from twisted.internet import reactor
 

@@ -67,7 +67,7 @@ _SSL_PATH_OPTIONS = ("privateKey", "certKey", "extraCertChain", "dhParameters")
 class EndpointError(ValueError):
     """
     A listener string cannot be turned into a server endpoint. The message
-    says what is wrong with it; the caller adds the configuration key.
+    describes what is wrong with it; the caller adds the configuration key.
     """
 
 
@@ -147,7 +147,7 @@ def _read(path: Path, what: str) -> bytes:
 class ServerCertificateOptions(CertificateOptions):
     """
     L{CertificateOptions} with an ALPN selection that lets the handshake go
-    on when the client offers no protocol the server knows.
+    on when the client offers no protocol the server supports.
 
     NOTE: Twisted 26.10 answers such a client with an empty protocol name,
     which pyOpenSSL turns into a fatal alert, so every browser, curl and
@@ -216,7 +216,8 @@ def certificate_options(
             )
         except ValueError:
             raise EndpointError(
-                f"the certificate chain {str(extra_chain)!r} holds no PEM certificate"
+                f"the certificate chain {str(extra_chain)!r} contains no PEM "
+                "certificate"
             ) from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)

@@ -45,7 +45,7 @@ class SetUpTests(SynchronousTestCase):
         assert match is not None, first.getvalue()
         password = match.group(1)
 
-        shown = subprocess.run(
+        output = subprocess.run(
             [
                 *_admin_command(),
                 "--config",
@@ -59,7 +59,7 @@ class SetUpTests(SynchronousTestCase):
             text=True,
             check=True,
         )
-        user = json.loads(shown.stdout)
+        user = json.loads(output.stdout)
         self.assertEqual(user["email"], "owner@example.com")
         self.assertEqual(user["role"], "admin")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import ssl
@@ -37,6 +38,7 @@ from idserver.service import (
     ListenerService,
     build_ldap_services,
     build_service,
+    raise_open_file_limit,
 )
 from idserver.tap import Options, makeService
 from tests.configfiles import CHEAP_PASSWORDS, make_certificate, write_config
@@ -189,7 +191,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_services(self) -> None:
         """
-        The service holds the hasher, the directory, then one listener per
+        The service contains the hasher, the directory, then one listener per
         HTTP listener string, in that order.
         """
         service = makeService(self.options(http=LISTENERS))
@@ -268,6 +270,55 @@ class MakeServiceTests(SynchronousTestCase):
 
         self.assertIn('sessions.store = "redis"', str(error))
         self.assertIn("not available in this version", str(error))
+
+
+class OpenFileLimitTests(SynchronousTestCase):
+    """
+    Tests for L{raise_open_file_limit}.
+    """
+
+    def test_raised_to_hard_limit(self) -> None:
+        """
+        The soft limit of open files is raised to the hard limit.
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        if hard == resource.RLIM_INFINITY or hard < 2:
+            raise self.skipTest(f"the hard limit {hard} cannot be tested")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard - 1, hard))
+
+        before, after = raise_open_file_limit()
+
+        self.assertEqual((before, after), (hard - 1, hard))
+        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE), (hard, hard))
+
+
+class PortInUseTests(TestCase):
+    """
+    Tests for a listener whose port cannot be bound.
+    """
+
+    def test_start_fails(self) -> None:
+        """
+        A port in use makes C{privilegedStartService} raise, so the daemon
+        does not start without the listener.
+        """
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        directory = Path(self.mktemp()).absolute()
+        (directory / "data").mkdir(parents=True)
+        path = write_config(
+            directory,
+            CHEAP_PASSWORDS,
+            http=f'listen = ["tcp:{port}:interface=127.0.0.1"]',
+        )
+        service = build_service(load_config(path), reactor=get_reactor())
+
+        self.assertRaises(error.CannotListenError, service.privilegedStartService)
+        self.assertFalse(service.running)
 
 
 class RunningServiceTests(TestCase):
@@ -359,8 +410,8 @@ class RunningServiceTests(TestCase):
 
     def test_database_failing(self) -> defer.Deferred[None]:
         """
-        When the database cannot be read, C{/healthz} returns 503 and says
-        so.
+        When the database cannot be read, C{/healthz} returns 503 and reports
+        the error.
         """
         directory = self.service.directory_service.directory
         assert directory is not None

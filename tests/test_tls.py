@@ -114,7 +114,7 @@ class SelfSignedCertificateTests(SynchronousTestCase):
 
     def test_key_matches(self) -> None:
         """
-        The key file holds the key of the certificate.
+        The key file contains the key of the certificate.
         """
         certificate = create_self_signed_certificate(
             self.certificate_path, self.key_path
@@ -297,7 +297,7 @@ class SSLServerEndpointTests(SynchronousTestCase):
 
     def test_combined_file(self) -> None:
         """
-        With only C{privateKey}, that file holds the certificate too.
+        With only C{privateKey}, that file contains the certificate too.
         """
         combined = self.directory / "combined.pem"
         combined.write_bytes(
@@ -318,7 +318,7 @@ class SSLServerEndpointTests(SynchronousTestCase):
             "ssl:-1": "not between 0 and 65535",
             "ssl:636:sslmethod=TLS_METHOD": "sslmethod is not supported",
             "ssl:636:verify=yes": "unknown option 'verify'",
-            "ssl:636:extraCertChain=private-key.pem": "holds no PEM certificate",
+            "ssl:636:extraCertChain=private-key.pem": "contains no PEM certificate",
             "ssl:636:privateKey=certificate.pem": "not an unencrypted PEM key",
         }
         for description, reason in cases.items():

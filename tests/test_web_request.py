@@ -22,6 +22,7 @@ from idserver.web.app import PING_TIMEOUT, WebApp
 from idserver.web.request import (
     SECURITY_HEADERS,
     FrontResource,
+    access_log_line,
     client_address,
     request_is_secure,
     resolve_client,
@@ -189,6 +190,64 @@ class ResolveClientTests(SynchronousTestCase):
         self.assertFalse(request_is_secure(request))
 
 
+class AccessLogLineTests(SynchronousTestCase):
+    """
+    Tests for L{access_log_line}.
+    """
+
+    def make_request(self, uri: bytes, agent: bytes) -> DummyRequest:
+        request = make_request(IPv4Address("TCP", "192.0.2.7", 1234))
+        request.method = b"GET"
+        request.uri = uri
+        request.clientproto = b"HTTP/1.1"
+        request.code = 200
+        request.sentLength = 35
+        request.requestHeaders.setRawHeaders(b"user-agent", [agent])
+        request.requestHeaders.setRawHeaders(b"referer", [b"https://app/?code=abc"])
+        return request
+
+    def test_line(self) -> None:
+        """
+        The line has the client, the request without its query string, the
+        status, the size and the user agent.
+        """
+        request = self.make_request(
+            b"/openid/session/end?id_token_hint=secret.jwt", b"curl/8"
+        )
+
+        line = access_log_line("[04/Dec/2026:21:00:00 +0000]", request)
+
+        self.assertEqual(
+            line,
+            '"192.0.2.7" - - [04/Dec/2026:21:00:00 +0000] '
+            '"GET /openid/session/end HTTP/1.1" 200 35 "curl/8"',
+        )
+
+    def test_no_tokens(self) -> None:
+        """
+        Neither the query string nor the referrer reach the log.
+        """
+        request = self.make_request(b"/healthz?token=secret", b"agent")
+
+        line = access_log_line("[ts]", request)
+
+        self.assertNotIn("secret", line)
+        self.assertNotIn("code=abc", line)
+
+    def test_escaped(self) -> None:
+        """
+        Quotes and control characters from the client are escaped, so a
+        client cannot forge a log line.
+        """
+        request = self.make_request(b'/a"b\x1bc\r\nd', b'agent"x')
+
+        line = access_log_line("[ts]", request)
+
+        self.assertIn('"GET /a\\"b\\x1bc\\x0d\\x0ad HTTP/1.1"', line)
+        self.assertTrue(line.endswith('"agent\\"x"'), line)
+        self.assertNotIn("\n", line)
+
+
 class Echo:
     """
     A Klein app that returns what L{client_address} and
@@ -314,7 +373,7 @@ class HealthCheckTests(SynchronousTestCase):
 
     def test_timeout(self) -> None:
         """
-        A ping that does not answer in time gives 503 with C{timeout}.
+        A ping that does not respond in time gives 503 with C{timeout}.
         """
         clock = Clock()
         web = WebApp(clock=clock, directory=lambda: FakeDirectory(Deferred()))

@@ -90,7 +90,7 @@ class WebApp:
             await directory.ping().addTimeout(self.ping_timeout, self.clock)
         except TimeoutError:
             self.log.error(
-                "Health check: the database did not answer within {timeout} s",
+                "Health check: the database did not respond within {timeout} s",
                 timeout=self.ping_timeout,
             )
             return "timeout"

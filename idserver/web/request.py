@@ -1,7 +1,7 @@
 """
 What every HTTP request goes through before a page sees it: security
-headers, and the client's address and scheme as told by a trusted reverse
-proxy.
+headers, and the client's address and scheme as reported by a trusted
+reverse proxy.
 
 L{FrontResource} wraps the site's root resource. It sets the headers and
 records a L{ClientInfo} on the request, which L{client_address} and
@@ -24,6 +24,7 @@ from zope.interface import Attribute, Interface, implementer
 __all__ = [
     "SECURITY_HEADERS",
     "ClientInfo",
+    "access_log_line",
     "FrontResource",
     "IClientInfo",
     "client_address",
@@ -34,10 +35,10 @@ __all__ = [
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Defaults for every response; a page may replace any of them with its own
-# setHeader call (a page that must post a form to another origin, say).
-# The policy leaves out form-action because the OpenID Connect form_post
-# response mode submits a form to the client application's origin.
+# Defaults for every response. A page may replace any of them with its own
+# setHeader call. The policy leaves out form-action because the OpenID
+# Connect form_post response mode submits a form to the client
+# application's origin.
 SECURITY_HEADERS: dict[bytes, bytes] = {
     b"Content-Security-Policy": (
         b"default-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -105,7 +106,7 @@ def resolve_client(request: IRequest, trusted_proxies: Sequence[Network]) -> Cli
 
     The peer address counts unless the peer is a trusted proxy. Then
     C{X-Forwarded-For} is read from the right, skipping trusted proxies, and
-    the first other address is the client; C{X-Forwarded-Proto} tells the
+    the first other address is the client; C{X-Forwarded-Proto} gives the
     scheme. A malformed entry stops the walk at the last address that was
     checked, so a client cannot choose its own address.
     """
@@ -196,3 +197,31 @@ class FrontResource:
         resource = getChildForRequest(self.wrapped, request)
         result: bytes | int = resource.render(request)
         return result
+
+
+def _quote(value: bytes | str | None) -> str:
+    if value is None:
+        return "-"
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    # Control characters would let a client forge log lines.
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped)
+
+
+def access_log_line(timestamp: str, request: Request) -> str:
+    """
+    Format the access log line of C{request}: the client address as
+    L{client_address} reports it, the method, the path without its query
+    string, the status, the size and the user agent.
+
+    The query string and the C{Referer} header are left out because they can
+    carry tokens (an C{id_token_hint}, an authorization code), which must
+    never be logged.
+    """
+    path = request.uri.split(b"?", 1)[0]
+    return (
+        f'"{_quote(client_address(request))}" - - {timestamp} '
+        f'"{_quote(request.method)} {_quote(path)} {_quote(request.clientproto)}" '
+        f"{request.code} {request.sentLength or '-'} "
+        f'"{_quote(request.getHeader(b"user-agent"))}"'
+    )
