@@ -237,7 +237,15 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_threads",
         "max_queue",
     ),
-    "oidc": tuple(OIDCConfig.__dataclass_fields__),
+    "oidc": (
+        "code_lifetime",
+        "access_token_lifetime",
+        "id_token_lifetime",
+        "refresh_token_lifetime",
+        "refresh_grace",
+        "session_lifetime",
+        "session_idle_timeout",
+    ),
 }
 
 

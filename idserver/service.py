@@ -28,9 +28,12 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from idserver.config import Config, ConfigError
+from idserver.oidc.service import OIDCService
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
+from idserver.web.dashboard.site import DashboardRoutes
 from idserver.web.request import access_log_line
+from idserver.web.routing import Routes
 
 if TYPE_CHECKING:
     from idserver.directory.sqlite import SQLiteDirectory
@@ -269,16 +272,24 @@ def _listeners(
 
 
 def build_http_services(
-    config: Config, *, reactor: Any, directory_service: DirectoryService
+    config: Config,
+    *,
+    reactor: Any,
+    directory_service: DirectoryService,
+    routes: Callable[[], Routes] = lambda: (),
 ) -> list[ListenerService]:
     """
     Build one listener for each C{[http] listen} entry, all serving the same
     site.
+
+    @param routes: returns the path prefixes of the OpenID Connect provider
+        and its login pages, with their resources.
     """
     root = build_http_resource(
         config,
         clock=reactor,
         directory=lambda: directory_service.directory,
+        routes=routes,
     )
     site = Site(root, logFormatter=access_log_line)
     site.displayTracebacks = False
@@ -341,8 +352,18 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     root = IdServerService(config, directory_service)
     HasherService(hasher).setServiceParent(root)
     directory_service.setServiceParent(root)
+    # After the directory, which it needs open; before the listeners.
+    oidc_service = OIDCService(config, lambda: directory_service.directory, reactor)
+    oidc_service.setServiceParent(root)
+    # The dashboard shares the provider's sessions, so it is built over it.
+    dashboard = DashboardRoutes(
+        config, oidc_service, lambda: directory_service.directory, reactor
+    )
     for listener in build_http_services(
-        config, reactor=reactor, directory_service=directory_service
+        config,
+        reactor=reactor,
+        directory_service=directory_service,
+        routes=lambda: (*oidc_service.routes(), *dashboard.routes()),
     ):
         listener.setServiceParent(root)
     for listener in build_ldap_services(

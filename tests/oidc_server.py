@@ -25,9 +25,10 @@ from idserver.directory.sqlite import SQLiteDirectory
 from idserver.model import User
 from idserver.oidc.keys import KeyStore
 from idserver.oidc.model import Client
-from idserver.oidc.site import OIDC, OIDCSite, build_oidc
-from idserver.tls import certificate_options, create_self_signed_certificate
+from idserver.oidc.site import OIDC, build_oidc
+from idserver.tls import certificate_options
 from idserver.web.request import FrontResource
+from idserver.web.routing import PrefixRouter
 from tests.oidc_fixtures import open_test_directory
 
 __all__ = ["Browser", "OIDCServer", "in_thread"]
@@ -43,6 +44,84 @@ def in_thread(function: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
     Run a blocking client in a thread so the reactor keeps serving.
     """
     return deferToThread(function, *args, **kwargs)
+
+
+def make_test_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """
+    Create a test CA and a server certificate it signs for 127.0.0.1 and
+    localhost. Some clients (Node) refuse a self-signed server certificate
+    even when it is trusted, so the server gets one issued by a CA.
+
+    @return: the server certificate, its key and the CA certificate, as
+        PEM files in C{folder}.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idserver test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    certificate, private_key, ca_file = (
+        folder / "cert.pem",
+        folder / "key.pem",
+        folder / "ca.pem",
+    )
+    certificate.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    private_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certificate, private_key, ca_file
 
 
 class TrackingSite(Site):
@@ -103,7 +182,7 @@ class OIDCServer:
     def start(cls, test: TestCase, config: OIDCConfig | None = None) -> OIDCServer:
         from twisted.internet import reactor
 
-        folder = Path(test.mktemp())
+        folder = Path(test.mktemp()).absolute()
         folder.mkdir(parents=True)
         directory = open_test_directory(test)
         keys = KeyStore(folder / "keys", reactor.seconds, retention=3600)
@@ -115,9 +194,8 @@ class OIDCServer:
             keys=keys,
             clock=reactor,
         )
-        root = FrontResource(OIDCSite(oidc.routes(), NoResource()), ())
-        certificate, private_key = folder / "cert.pem", folder / "key.pem"
-        create_self_signed_certificate(certificate, private_key)
+        root = FrontResource(PrefixRouter(oidc.routes, NoResource()), ())
+        certificate, private_key, ca_file = make_test_ca(folder)
         site = TrackingSite(root)
         port = reactor.listenSSL(
             0,
@@ -129,7 +207,7 @@ class OIDCServer:
         test.addCleanup(port.stopListening)
         base_url = f"https://127.0.0.1:{port.getHost().port}"
         oidc.provider.issuer = base_url + "/openid"
-        return cls(test, directory, keys, oidc, base_url, certificate)
+        return cls(test, directory, keys, oidc, base_url, ca_file)
 
     @property
     def issuer(self) -> str:

@@ -328,7 +328,9 @@ class ConfigErrorTests(ConfigTestCase):
         An unknown section is named, with the list of known ones.
         """
         path = write_config(self.directory, body="[openid]\nx = 1\n")
-        self.assertConfigError(path, "unknown key openid", "[server]", "[passwords]")
+        self.assertConfigError(
+            path, "unknown key openid", "[server]", "[passwords]", "[oidc]"
+        )
 
     def test_section_not_a_table(self) -> None:
         """

@@ -12,7 +12,7 @@ from pathlib import Path
 from jwcrypto.common import JWException
 from jwcrypto.jwk import JWK, JWKSet
 from jwcrypto.jwt import JWT
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from idserver.oidc.keys import KeyStore, KeyStoreError
 
@@ -143,3 +143,24 @@ class KeyStoreTests(SynchronousTestCase):
         )
         self.assertEqual(self.keys.ensure_keys(), [self.keys.active_key("EdDSA").kid])
         self.assertEqual(self.keys.active_key("RS256").kid, jwk.thumbprint())
+
+
+class KeyOwnerTests(SynchronousTestCase):
+    """
+    Key files created as root belong to the data directory's owner.
+    """
+
+    def test_owner(self) -> None:
+        """
+        As root, new key files take the owner of the data directory.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("needs root to change file owners")
+        data_dir = Path(self.mktemp())
+        data_dir.mkdir()
+        os.chown(data_dir, 12345, 12346)
+        keys = KeyStore(data_dir / "keys", Clock(), retention=3600)
+        keys.ensure_keys()
+        for path in [data_dir / "keys", *(data_dir / "keys").iterdir()]:
+            info = path.stat()
+            self.assertEqual((info.st_uid, info.st_gid), (12345, 12346), path)

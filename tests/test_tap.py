@@ -31,6 +31,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from idserver.config import CONFIG_ENVIRONMENT_VARIABLE, ConfigError, load_config
+from idserver.oidc.service import OIDCService
 from idserver.service import (
     DirectoryService,
     HasherService,
@@ -191,8 +192,8 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_services(self) -> None:
         """
-        The service contains the hasher, the directory, then one listener per
-        HTTP listener string, in that order.
+        The service holds the hasher, the directory, the OpenID Connect
+        provider, then one listener per HTTP listener string, in that order.
         """
         service = makeService(self.options(http=LISTENERS))
 
@@ -200,7 +201,13 @@ class MakeServiceTests(SynchronousTestCase):
         children = list(service)
         self.assertEqual(
             [type(child) for child in children],
-            [HasherService, DirectoryService, ListenerService, ListenerService],
+            [
+                HasherService,
+                DirectoryService,
+                OIDCService,
+                ListenerService,
+                ListenerService,
+            ],
         )
         directory = children[1]
         assert isinstance(directory, DirectoryService)
@@ -208,7 +215,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(
             directory.path, str(self.directory / "data" / "idserver.sqlite3")
         )
-        tls, plain = children[2], children[3]
+        tls, plain = children[3], children[4]
         assert isinstance(tls, ListenerService)
         assert isinstance(plain, ListenerService)
         self.assertEqual(tls.description, "ssl:0:interface=127.0.0.1")

@@ -32,7 +32,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from idserver.admin import groups, initialize, settings, users
+from idserver.admin import clients, groups, initialize, keys, settings, users
 from idserver.admin.command import (
     CommandContext,
     CommandError,
@@ -66,6 +66,8 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     users,
     groups,
     settings,
+    clients,
+    keys,
 )
 
 PROGRAM = "idserver-admin"

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from idserver.admin.command import CommandContext, add_command, database_path
+from idserver.admin.keys import create_keys
 
 __all__ = ["INIT_STEPS", "InitStep", "register"]
 
@@ -98,4 +99,4 @@ async def _store_first_name(context: CommandContext) -> list[str]:
 #: The steps of C{init} after the data directory and the database exist, in
 #: order. A feature whose files must exist before the daemon starts (such as
 #: signing keys) adds its step here.
-INIT_STEPS: tuple[InitStep, ...] = (_store_first_name,)
+INIT_STEPS: tuple[InitStep, ...] = (_store_first_name, create_keys)

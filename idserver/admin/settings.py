@@ -11,6 +11,8 @@ from typing import Any
 
 from idserver.admin.command import CommandContext, add_command, add_group
 from idserver.admin.output import write_json, write_record
+from idserver.sessions.maintenance import end_sessions_without_2fa
+from idserver.sessions.sqlite import SQLiteSessionStore
 from idserver.validation import SETTINGS_DEFAULTS, parse_setting
 
 __all__ = ["register"]
@@ -54,13 +56,25 @@ async def _show(context: CommandContext, args: argparse.Namespace) -> None:
 
 
 async def _set(context: CommandContext, args: argparse.Namespace) -> None:
-    # NOTE: turning mandatory_2fa on only stores the setting; nothing here
-    # ends the existing sessions of users without 2FA.
     context.begin_change("settings.set", args.key)
     await context.directory.set_setting(args.key, args.parsed_value)
     formatted = _format_setting(args.parsed_value)
     await context.record_change(f"{args.key} = {formatted}")
     context.stdout.write(f"Set {args.key} to {formatted}.\n")
+    if args.key == "mandatory_2fa" and args.parsed_value:
+        await _end_sessions_without_2fa(context)
+
+
+async def _end_sessions_without_2fa(context: CommandContext) -> None:
+    # Mandatory 2FA ends at once the sessions and refresh tokens of users
+    # without it; a running daemon also refuses them from now on.
+    directory = context.directory
+    store = SQLiteSessionStore(directory.database, directory)
+    ended = await end_sessions_without_2fa(directory, store)
+    if ended:
+        context.stdout.write(
+            "Ended the sessions of the users without 2FA: " + ", ".join(ended) + ".\n"
+        )
 
 
 def _format_setting(value: Any) -> str:

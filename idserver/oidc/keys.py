@@ -120,6 +120,21 @@ class KeyStore:
             yield
         finally:
             os.close(descriptor)
+        self._give_to_data_dir_owner()
+
+    def _give_to_data_dir_owner(self) -> None:
+        """
+        When run as root (C{idserver-admin} with sudo), hand the key files
+        to the owner of the data directory, so a daemon running as that
+        user can still read them.
+        """
+        if os.geteuid() != 0:
+            return
+        owner = self.directory.parent.stat()
+        if owner.st_uid == 0:
+            return
+        for path in [self.directory, *self.directory.iterdir()]:
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
     def ensure_keys(self) -> list[str]:
         """

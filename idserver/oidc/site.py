@@ -1,20 +1,17 @@
 """
 Putting the OpenID Connect provider and the login pages together, for the
 daemon and for tests: L{build_oidc} makes every piece from the
-configuration and an open directory, and L{OIDCSite} sends each request to
-the resource that serves its path.
+configuration and an open directory; L{OIDC.routes} tells a
+L{idserver.web.routing.PrefixRouter} which paths they serve.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from zope.interface import implementer
 
 from idserver.auth import LoginService
 from idserver.config import Config, OIDCConfig
@@ -25,11 +22,11 @@ from idserver.oidc.provider import Lifetimes, OpenIDProvider
 from idserver.oidc.resource import OpenIDResource
 from idserver.sessions.sqlite import SQLiteSessionStore
 from idserver.web.login import LoginPages
+from idserver.web.routing import Routes
 from idserver.web.session import SessionLifetimes, SessionManager
 
 __all__ = [
     "OIDC",
-    "OIDCSite",
     "build_oidc",
     "key_store",
     "keys_directory",
@@ -77,16 +74,19 @@ class OIDC:
     logins: LoginService
     resource: OpenIDResource
     login_pages: LoginPages
+    _routes: Routes | None = field(default=None, repr=False)
 
-    def routes(self) -> list[tuple[tuple[bytes, ...], IResource]]:
+    def routes(self) -> Routes:
         """
         Return the path prefixes and the resource serving each.
         """
-        oidc: IResource = self.resource.app.resource()
-        login: IResource = self.login_pages.app.resource()
-        return [(path, oidc) for path in OIDC_PATHS] + [
-            (path, login) for path in LOGIN_PATHS
-        ]
+        if self._routes is None:
+            oidc: IResource = self.resource.app.resource()
+            login: IResource = self.login_pages.app.resource()
+            self._routes = [(path, oidc) for path in OIDC_PATHS] + [
+                (path, login) for path in LOGIN_PATHS
+            ]
+        return self._routes
 
 
 def _lifetimes(oidc: OIDCConfig) -> tuple[Lifetimes, SessionLifetimes]:
@@ -152,42 +152,3 @@ def build_oidc(
             clock=clock,
         ),
     )
-
-
-@implementer(IResource)
-class OIDCSite:
-    """
-    Sends a request to the resource registered for the leading segments of
-    its path, or to C{default}.
-
-    The chosen resource renders with the request's path untouched, so a
-    Klein app sees the whole path and routes on it.
-    """
-
-    isLeaf = True
-
-    def __init__(
-        self,
-        routes: Sequence[tuple[tuple[bytes, ...], IResource]],
-        default: IResource,
-    ) -> None:
-        self.routes = list(routes)
-        self.default = default
-
-    def _choose(self, request: IRequest) -> IResource:
-        segments = list(request.postpath or [])
-        for prefix, resource in self.routes:
-            if tuple(segments[: len(prefix)]) == prefix:
-                return resource
-        return self.default
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        # Never called: the site does not traverse into a leaf.
-        return self._choose(request)
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        raise NotImplementedError("routes are given to the constructor")
-
-    def render(self, request: IRequest) -> bytes | int:
-        result: bytes | int = self._choose(request).render(request)
-        return result

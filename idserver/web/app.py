@@ -2,8 +2,9 @@
 The HTTP application: one Klein app behind L{FrontResource}.
 
 L{build_http_resource} is where the pages are put together: the health
-check of L{WebApp}, and through L{ProviderPages} the OpenID Connect
-provider, the login pages and the dashboard.
+check of L{WebApp}, and the OpenID Connect provider with its login pages,
+which are separate Klein apps found by path prefix. The dashboard mounts
+its resources here the same way.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from idserver.config import Config
-from idserver.web.pages import ProviderPages
 from idserver.web.request import FrontResource
+from idserver.web.routing import PrefixRouter, Routes
 
 __all__ = [
     "PING_TIMEOUT",
@@ -105,15 +106,18 @@ def build_http_resource(
     *,
     clock: IReactorTime,
     directory: Callable[[], Pingable | None],
+    routes: Callable[[], Routes] = lambda: (),
 ) -> IResource:
     """
     Build the root resource of every HTTP listener.
 
     @param directory: returns the open directory, or C{None} while it is
         not open.
+    @param routes: returns the path prefixes served by other resources
+        (the OpenID Connect provider and its login pages); the rest goes to
+        L{WebApp}.
     """
     web = WebApp(clock=clock, directory=directory)
-    pages = ProviderPages(
-        config, clock=clock, directory=directory, default=web.app.resource()
-    )
-    return FrontResource(pages, config.http.trusted_proxies)
+    # NOTE: the dashboard is not served yet; its routes join here.
+    router = PrefixRouter(routes, web.app.resource())
+    return FrontResource(router, config.http.trusted_proxies)

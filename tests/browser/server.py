@@ -23,10 +23,11 @@ from idserver.directory.sqlite import SQLiteDirectory
 from idserver.model import User
 from idserver.oidc.keys import KeyStore
 from idserver.oidc.model import Client
-from idserver.oidc.site import OIDC, OIDCSite, build_oidc
+from idserver.oidc.site import OIDC, build_oidc
 from idserver.tls import certificate_options, create_self_signed_certificate
 from idserver.web.dashboard.site import Dashboard, build_dashboard
 from idserver.web.request import FrontResource
+from idserver.web.routing import PrefixRouter
 from tests.oidc_fixtures import open_test_directory
 from tests.oidc_server import TrackingSite
 
@@ -90,9 +91,8 @@ class DashboardServer:
             public_url="https://id.example.com",
             ldap=LDAP,
         )
-        root = FrontResource(
-            OIDCSite(oidc.routes() + dashboard.routes(), NoResource()), ()
-        )
+        routes = [*oidc.routes(), *dashboard.routes()]
+        root = FrontResource(PrefixRouter(lambda: routes, NoResource()), ())
         certificate, private_key = folder / "cert.pem", folder / "key.pem"
         create_self_signed_certificate(certificate, private_key)
         site = TrackingSite(root)

@@ -7,16 +7,16 @@ L{Dashboard.routes} gives the path prefixes to mount next to the provider's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, NoResource
-from zope.interface import implementer
 
 from idserver.auth import LoginService
-from idserver.config import LDAPConfig
+from idserver.config import Config, LDAPConfig
+from idserver.directory.sqlite import SQLiteDirectory
 from idserver.interfaces import IAuditLog, IClientRegistry, IDirectory, ISessionStore
 from idserver.web.dashboard.account import AccountPages
 from idserver.web.dashboard.audit import AuditPages
@@ -26,9 +26,10 @@ from idserver.web.dashboard.groups import GroupPages
 from idserver.web.dashboard.ldap import LDAPPages
 from idserver.web.dashboard.settings import SettingsPages
 from idserver.web.dashboard.users import UserPages
+from idserver.web.routing import PrefixRouter
 from idserver.web.session import SessionManager
 
-__all__ = ["Dashboard", "DashboardResource", "build_dashboard"]
+__all__ = ["Dashboard", "DashboardRoutes", "build_dashboard"]
 
 # The pages of each path prefix, in the order they are tried.
 _PAGES: tuple[tuple[tuple[bytes, ...], type[DashboardPages]], ...] = (
@@ -41,38 +42,6 @@ _PAGES: tuple[tuple[tuple[bytes, ...], type[DashboardPages]], ...] = (
     ((b"admin", b"settings"), SettingsPages),
     ((b"admin", b"audit"), AuditPages),
 )
-
-
-@implementer(IResource)
-class DashboardResource:
-    """
-    Sends a dashboard request to the Klein app of its path prefix; the app
-    sees the whole path.
-    """
-
-    isLeaf = True
-
-    def __init__(self, routes: Sequence[tuple[tuple[bytes, ...], IResource]]) -> None:
-        self.routes = list(routes)
-        self.missing = NoResource()
-
-    def _choose(self, request: IRequest) -> IResource:
-        segments = list(request.postpath or [])
-        for prefix, resource in self.routes:
-            if tuple(segments[: len(prefix)]) == prefix:
-                return resource
-        return self.missing
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        # Never called: the site does not traverse into a leaf.
-        return self._choose(request)
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        raise NotImplementedError("routes are given to the constructor")
-
-    def render(self, request: IRequest) -> bytes | int:
-        result: bytes | int = self._choose(request).render(request)
-        return result
 
 
 @dataclass
@@ -88,9 +57,8 @@ class Dashboard:
         for _, kind in _PAGES:
             if kind not in self.pages:
                 self.pages[kind] = kind(self.context)
-        self.resource = DashboardResource(
-            [(prefix, self._app(kind)) for prefix, kind in _PAGES]
-        )
+        routes = [(prefix, self._app(kind)) for prefix, kind in _PAGES]
+        self.resource = PrefixRouter(lambda: routes, NoResource())
 
     def _app(self, kind: type[DashboardPages]) -> IResource:
         resource: IResource = getattr(self.pages[kind], "app").resource()  # noqa: B009
@@ -144,3 +112,54 @@ def build_dashboard(
             ldap=ldap,
         )
     )
+
+
+class DashboardRoutes:
+    """
+    The dashboard of the daemon, built over the pieces of the running
+    OpenID Connect provider (the provider exists only while the daemon
+    runs, after the directory opened).
+
+    @ivar provider: an object whose C{oidc} attribute is the provider's
+        L{idserver.oidc.site.OIDC}, or C{None} while it is stopped.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        provider: Any,
+        directory: Callable[[], SQLiteDirectory | None],
+        clock: IReactorTime,
+    ) -> None:
+        self.config = config
+        self.provider = provider
+        self.directory = directory
+        self.clock = clock
+        self._built: tuple[Any, Dashboard] | None = None
+
+    def routes(self) -> list[tuple[tuple[bytes, ...], IResource]]:
+        """
+        Return the dashboard's routes, none while the provider is stopped.
+        """
+        oidc = self.provider.oidc
+        directory = self.directory()
+        if oidc is None or directory is None:
+            self._built = None
+            return []
+        if self._built is None or self._built[0] is not oidc:
+            self._built = (oidc, self._build(oidc, directory))
+        return self._built[1].routes()
+
+    def _build(self, oidc: Any, directory: SQLiteDirectory) -> Dashboard:
+        return build_dashboard(
+            directory=directory,
+            audit=directory,
+            store=oidc.store,
+            sessions=oidc.sessions,
+            clients=oidc.clients,
+            logins=oidc.logins,
+            clock=self.clock,
+            issuer=lambda: str(oidc.provider.issuer),
+            public_url=self.config.server.public_url,
+            ldap=self.config.ldap,
+        )
