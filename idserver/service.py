@@ -300,15 +300,21 @@ def build_ldap_services(
     config: Config, *, reactor: Any, directory_service: DirectoryService
 ) -> list[ListenerService]:
     """
-    Build one listener for each C{[ldap] listen} entry.
-
-    @return: no services yet.
+    Build one listener for each C{[ldap] listen} entry: LDAPS for C{ssl:}
+    entries, LDAP with StartTLS for the others.
     """
-    # TODO: the LDAP server is not part of this version: [ldap] listen is
-    # checked when the configuration is read, but nothing listens on it.
-    # Its factory (LDAPS for ssl: entries, StartTLS with
-    # idserver.tls.server_tls_options for the others) is added here.
-    return []
+    from idserver.ldap.service import build_ldap_factories
+
+    try:
+        factories = build_ldap_factories(
+            config, reactor=reactor, directory=lambda: directory_service.directory
+        )
+    except EndpointError as e:
+        raise ConfigError(f"{config.path}: invalid [tls] section: {e}") from None
+    services = []
+    for description, factory in factories:
+        services.extend(_listeners("LDAP", [description], factory, config, reactor))
+    return services
 
 
 def build_service(config: Config, *, reactor: Any) -> IdServerService:

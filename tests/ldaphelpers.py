@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
+from idserver.ldap.access import AccessPolicy
+from idserver.ldap.backend import BindIdentity, LDAPBackend
 from idserver.ldap.ber import (
     TAG_SEQUENCE,
     encode_boolean,
@@ -23,12 +25,15 @@ from idserver.ldap.ber import (
     read_integer,
     read_tlv,
 )
+from idserver.ldap.entries import Snapshot
 from idserver.ldap.filters import Filter, encode_filter, parse_filter
+from idserver.ldap.messages import LDAPError, ResultCode
 from idserver.model import Group, Role, Source, User
 
 __all__ = [
     "CHEAP_ARGON2",
     "Response",
+    "StaticBackend",
     "abandon_request",
     "bind_request",
     "compare_request",
@@ -140,7 +145,7 @@ def bind_request(
 def search_request(
     message_id: int,
     base: str = "",
-    filter: str | Filter = "(objectClass=*)",
+    filter: str | Filter | bytes = "(objectClass=*)",
     *,
     scope: int = 2,
     attributes: tuple[str, ...] = (),
@@ -150,9 +155,14 @@ def search_request(
     controls: bytes = b"",
 ) -> bytes:
     """
-    Encode a search request; C{filter} is a string (RFC 4515) or a node.
+    Encode a search request; C{filter} is a string (RFC 4515), a node, or
+    an encoded filter.
     """
-    node = parse_filter(filter) if isinstance(filter, str) else filter
+    if isinstance(filter, bytes):
+        encoded_filter = filter
+    else:
+        node = parse_filter(filter) if isinstance(filter, str) else filter
+        encoded_filter = encode_filter(node)
     op = encode_tlv(
         0x63,
         encode_octet_string(base)
@@ -161,7 +171,7 @@ def search_request(
         + encode_integer(size_limit)
         + encode_integer(time_limit)
         + encode_boolean(types_only)
-        + encode_filter(node)
+        + encoded_filter
         + encode_tlv(
             TAG_SEQUENCE, b"".join(encode_octet_string(a) for a in attributes)
         ),
@@ -355,3 +365,42 @@ def deferred_result(deferred: Deferred[Any]) -> Any:
     deferred.addBoth(results.append)
     assert results, "the Deferred has not fired"
     return results[0]
+
+
+class StaticBackend(LDAPBackend):
+    """
+    A backend with a fixed snapshot and policy and a table of bind DNs and
+    passwords, so the protocol can be tested without a directory.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        policy: AccessPolicy,
+        accounts: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(None, lambda: None, suffix=snapshot.suffix)  # type: ignore[arg-type]
+        self.fixed_snapshot = snapshot
+        self.fixed_policy = policy
+        self.accounts = accounts or {}
+        self.binds: list[tuple[str, str | None]] = []
+
+    def current_snapshot(self) -> Snapshot | None:
+        return self.fixed_snapshot
+
+    def snapshot(self) -> Deferred[Snapshot]:
+        return succeed(self.fixed_snapshot)
+
+    def current_policy(self) -> AccessPolicy | None:
+        return self.fixed_policy
+
+    def policy(self) -> Deferred[AccessPolicy]:
+        return succeed(self.fixed_policy)
+
+    async def bind(
+        self, name: str, password: bytes, address: str | None
+    ) -> BindIdentity:
+        self.binds.append((name, address))
+        if self.accounts.get(name) == password.decode("utf-8", "replace"):
+            return BindIdentity(name, None)
+        raise LDAPError(ResultCode.invalidCredentials, "invalid credentials")

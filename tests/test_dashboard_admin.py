@@ -595,8 +595,12 @@ class LDAPAdminTests(AdminTestCase):
                 "allowlist": "127.0.0.1  # this host\n\n10.0.0.0/8\n::ffff:192.0.2.1",
             },
         )
-        self.assertIn("The LDAP server settings were saved.", response.text)
+        self.assertIn("an admin secret was generated", response.text)
         self.assertIn('id="ldap-status">Enabled', response.text)
+        secret = re.findall(
+            r'id="ldap-secret-admin-secret" type="text" value="([^"]*)"',
+            response.text,
+        )[0]
         settings = await self.server.directory.get_settings()
         policy = AccessPolicy.from_settings(settings)
         self.assertTrue(policy.enabled)
@@ -607,11 +611,27 @@ class LDAPAdminTests(AdminTestCase):
         self.assertTrue(policy.allows("10.1.2.3"))
         self.assertTrue(policy.allows("192.0.2.1"))
         self.assertFalse(policy.allows("192.0.2.2"))
+        assert policy.secret_hash is not None
+        self.assertTrue(check_generated_secret(policy.secret_hash, secret))
         events = await self.server.directory.events(kind="ldap_server")
         self.assertEqual(
             sorted(e.kind for e in events),
-            ["ldap_server.allowlist", "ldap_server.enable"],
+            ["ldap_server.allowlist", "ldap_server.enable", "ldap_server.secret"],
         )
+
+    async def test_enable_keeps_secret(self) -> None:
+        """
+        Enabling the server when a secret is set keeps that secret.
+        """
+        await self.post(
+            "/admin/ldap /admin/ldap/secret",
+            {"secret": "a long ldap secret", "confirm_secret": "a long ldap secret"},
+        )
+        response = await self.post(
+            "/admin/ldap", {"enabled": ["false", "true"], "allowlist": ""}
+        )
+        self.assertIn("The LDAP server settings were saved.", response.text)
+        self.assertIn("A secret chosen by an administrator is set.", response.text)
 
     async def test_invalid_allowlist(self) -> None:
         """
@@ -658,7 +678,7 @@ class LDAPAdminTests(AdminTestCase):
         )
         self.assertEqual(
             field_error(response.text, "secret"),
-            "The password is too short: at least 8 characters.",
+            "The secret is too short: at least 8 characters.",
         )
         response = await self.post(
             "/admin/ldap /admin/ldap/secret",

@@ -385,7 +385,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             self._run()
 
     def _pause_reading(self) -> None:
-        if not self._reading_paused:
+        if not self._reading_paused and not self._closing:
             self._reading_paused = True
             self.transport.pauseProducing()
 
@@ -403,12 +403,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
     def resumeProducing(self) -> None:
         self.last_activity = self.factory.reactor.seconds()
         self._write_paused = False
-        if len(self._queue) < MAX_QUEUED_REQUESTS and self._admitted:
-            self._resume_reading()
         self._pump()
-        self._run()
-        if not self._reading_paused:
-            self._parse()
 
     def stopProducing(self) -> None:
         self._search = None
@@ -431,23 +426,23 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             self._running = False
 
     def _run_queue(self) -> None:
-        while (
-            self._current is None
-            and self._queue
-            and self.connected
-            and not self._closing
-        ):
-            message = self._queue.popleft()
-            self._dispatch(message)
-        if (
-            self._reading_paused
-            and not self._write_paused
-            and len(self._queue) < MAX_QUEUED_REQUESTS
-            and self._admitted
-            and not self._closing
-        ):
-            self._resume_reading()
-            self._parse()
+        while self.connected and not self._closing:
+            if self._current is None and self._queue:
+                self._dispatch(self._queue.popleft())
+                continue
+            if (
+                self._reading_paused
+                and not self._write_paused
+                and self._admitted
+                and len(self._queue) < MAX_QUEUED_REQUESTS
+            ):
+                # Requests left unread while the queue was full.
+                self._resume_reading()
+                queued = len(self._queue)
+                self._parse()
+                if len(self._queue) > queued:
+                    continue
+            return
 
     def _dispatch(self, message: Message) -> None:
         request = message.request

@@ -52,15 +52,31 @@ def _prepare(folder: str) -> tuple[Path, str]:
     return config, match.group(1)
 
 
+def _search(
+    port: int, bind_dn: str, secret: str, base: str, search_filter: str
+) -> list[tuple[str, str]]:
+    """
+    Bind to the plain LDAP listener and return the username and mail of
+    each entry that C{search_filter} finds under C{base}.
+    """
+    import ldap3
+
+    server = ldap3.Server("127.0.0.1", port=port, get_info=ldap3.NONE)
+    with ldap3.Connection(server, bind_dn, secret, auto_bind=True) as connection:
+        connection.search(base, search_filter, attributes=["username", "mail"])
+        return [(str(entry.username), str(entry.mail)) for entry in connection.entries]
+
+
 class DevelopmentInstanceTests(BrowserTestCase):
     """
     The printed admin runs the development instance from the browser.
     """
 
-    async def start(self) -> tuple[Path, str, str]:
+    async def start(self) -> tuple[Path, str, str, int]:
         """
         Set up a development instance, start C{twistd} on it, and return
-        its configuration path, base URL and the owner's password.
+        its configuration path, base URL, the owner's password and the port
+        of the plain LDAP listener.
         """
         config, password = await deferToThread(_prepare, self.mktemp())
         directory = config.parent
@@ -94,8 +110,10 @@ class DevelopmentInstanceTests(BrowserTestCase):
         listening = await process.wait_for(
             r"HTTP listening on 127\.0\.0\.1:(\d+) \(ssl:0"
         )
+        ldap = await process.wait_for(r"LDAP listening on 127\.0\.0\.1:(\d+) \(tcp:0")
         await process.wait_for("idserver started")
-        return config, f"https://127.0.0.1:{listening.group(1)}", password
+        base = f"https://127.0.0.1:{listening.group(1)}"
+        return config, base, password, int(ldap.group(1))
 
     async def test_admin_from_browser(self) -> None:
         """
@@ -103,7 +121,7 @@ class DevelopmentInstanceTests(BrowserTestCase):
         group and an OpenID client, enables the LDAP server and reads its
         client settings, all in the browser.
         """
-        config_path, base, password = await self.start()
+        config_path, base, password, ldap_port = await self.start()
 
         def steps(browser: Any, base: str) -> dict[str, Any]:
             result: dict[str, Any] = {}
@@ -137,7 +155,11 @@ class DevelopmentInstanceTests(BrowserTestCase):
             page.fill("#allowlist", "127.0.0.1")
             page.click("#ldap-access >> text=Save")
             result["ldap_status"] = page.inner_text("#ldap-status")
+            page.click("text=Generate a new secret")
+            result["ldap_secret"] = page.input_value("#ldap-secret-admin-secret")
             result["bind_dn"] = page.input_value("#ldap-client-bind-dn")
+            result["users_dn"] = page.input_value("#ldap-client-users-dn")
+            result["user_filter"] = page.input_value("#ldap-client-user-filter")
             result["ldap_url"] = page.input_value("#ldap-client-url-ldaps")
             page.context.close()
             return result
@@ -151,6 +173,17 @@ class DevelopmentInstanceTests(BrowserTestCase):
         self.assertEqual(result["ldap_status"], "Enabled")
         self.assertEqual(result["bind_dn"], "cn=admin,ou=system,dc=cloudron")
         self.assertTrue(result["ldap_url"].startswith("ldaps://127.0.0.1:"))
+
+        # An LDAP client configured with the copied settings finds the user.
+        entries = await deferToThread(
+            _search,
+            ldap_port,
+            result["bind_dn"],
+            result["ldap_secret"],
+            result["users_dn"],
+            f"(&{result['user_filter']}(username=erin))",
+        )
+        self.assertEqual(entries, [("erin", "erin@example.com")])
 
         # What the browser did is in the daemon's database.
         config = load_config(config_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from idserver.admin.ldap_server import MIN_SECRET_LENGTH
 from idserver.errors import DirectoryError, HasherBusyError
 from idserver.web.dashboard.base import DashboardPages, Viewer, form_flag, form_value
 from idserver.web.dashboard.clients import copy_list
@@ -72,7 +73,7 @@ class LDAPPages(DashboardPages):
                     "allowlist": "\n".join(state.allowlist),
                 }
             )
-        secret = secret or FormState(aliases={"password": "secret"})
+        secret = secret or FormState()
         status = element(
             "p",
             element(
@@ -139,7 +140,7 @@ class LDAPPages(DashboardPages):
                     required=True,
                     autocomplete="new-password",
                     keep_value=False,
-                    hint="At least 8 characters.",
+                    hint=f"At least {MIN_SECRET_LENGTH} characters.",
                 ),
                 text_input(
                     secret,
@@ -226,6 +227,23 @@ class LDAPPages(DashboardPages):
         if enabled != before.enabled:
             kind = "ldap_server.enable" if enabled else "ldap_server.disable"
             await self.record(request, viewer, kind, "ldap_server")
+        if enabled and before.secret is None:
+            # As idserver-admin ldap-server enable does, so the admin DN can
+            # bind as soon as the server is on.
+            generated = await store_secret(self.directory, None)
+            await self.record(
+                request, viewer, "ldap_server.secret", "ldap_server", "generated"
+            )
+            viewer = Viewer(
+                viewer.session, viewer.user, await self.directory.get_settings()
+            )
+            return self._page(
+                request,
+                viewer,
+                generated=generated,
+                notice="The LDAP server settings were saved, and an admin secret"
+                " was generated.",
+            )
         return self.redirect(request, "/admin/ldap?done=saved")
 
     @app.route("/admin/ldap/secret/generate", methods=["POST"])
@@ -264,7 +282,7 @@ class LDAPPages(DashboardPages):
         form = self.check_form(request, viewer)
         if form is None:
             return self.expired_form(request, viewer)
-        state = FormState(aliases={"password": "secret"})
+        state = FormState()
         secret = form_value(form, "secret")
         if secret != form_value(form, "confirm_secret"):
             state.add_error("confirm_secret", "The two secrets differ.")

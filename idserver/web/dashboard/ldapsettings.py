@@ -6,9 +6,11 @@ The rules (allowlist syntax, secret generation and hashing) are those of
 L{idserver.ldap.access}, which the LDAP server reads the same settings
 with.
 
-NOTE: C{idserver-admin ldap-server} has no shared functions for storing
-these settings yet; once it has, this module's store functions should call
-them so both keep one implementation.
+NOTE: C{idserver-admin ldap-server} stores these settings with code of its
+own; the steps here are the same (the allowlist lines as given, a
+generated secret as its SHA-256, a chosen one with argon2id, a secret
+generated when the server is enabled without one), and should move to one
+function that both call.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from idserver.admin.ldap_server import MIN_SECRET_LENGTH
 from idserver.config import LDAPConfig
 from idserver.errors import ValidationError
 from idserver.interfaces import IDirectory
@@ -30,7 +33,7 @@ from idserver.ldap.access import (
     is_generated_hash,
     parse_allowlist,
 )
-from idserver.validation import validate_password
+from idserver.ldap.dn import format_dn, parse_dn
 
 __all__ = [
     "LDAPState",
@@ -101,13 +104,18 @@ async def store_secret(directory: IDirectory, chosen: str | None) -> str | None:
     reactor, or a generated one, stored as its SHA-256.
 
     @return: the generated secret, or C{None} for a chosen one.
-    @raise ValidationError: C{chosen} breaks the password length rules.
+    @raise ValidationError: C{chosen} is shorter than C{idserver-admin
+        ldap-server enable --secret-stdin} accepts.
     """
     if chosen is None:
         secret = generate_secret()
         await directory.set_setting(SECRET_HASH_KEY, hash_generated_secret(secret))
         return secret
-    validate_password(chosen)
+    if len(chosen) < MIN_SECRET_LENGTH:
+        raise ValidationError(
+            f"The secret is too short: at least {MIN_SECRET_LENGTH} characters.",
+            "secret",
+        )
     await directory.set_setting(SECRET_HASH_KEY, await directory.hasher.hash(chosen))
     return None
 
@@ -166,7 +174,8 @@ def client_settings(ldap: LDAPConfig | None, public_url: str) -> list[tuple[str,
     Return the names and values an LDAP client application is configured
     with.
     """
-    suffix = ldap.suffix if ldap is not None else "dc=cloudron"
+    # Written as idserver-admin ldap-server show writes it.
+    suffix = format_dn(parse_dn(ldap.suffix if ldap is not None else "dc=cloudron"))
     settings = [
         (f"URL ({url.split(':', 1)[0]})", url)
         for url in listener_urls(ldap, public_url)
