@@ -9,6 +9,7 @@ point gets the same behaviour and the counters are shared between them.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -156,6 +157,15 @@ class LoginService:
     moved on. A success resets the user's counter but not the address's, so
     the address limit counts failures only and one app serving many users
     from one address is not locked out by one user.
+
+    Checks in progress for a user count towards the user's limit: a login
+    that would exceed it waits for one of them to end and then counts
+    again. So guesses sent in parallel cannot all be checked before the
+    first one fails, and parallel logins with the right password (several
+    connections of one mail client) are delayed, not rejected.
+    NOTE: checks in progress are counted per L{LoginService} object, so
+    processes that share one store may each run up to C{user_limit} checks
+    of a user at once.
     """
 
     log = Logger()
@@ -178,6 +188,8 @@ class LoginService:
         self.address_limit = address_limit
         self.window = window
         self._dummy_hash: str | None = None
+        self._in_progress: Counter[str] = Counter()
+        self._waiting: dict[str, list[Deferred[None]]] = {}
 
     def authenticate(
         self, credentials: PasswordLogin | TOTPLogin
@@ -218,7 +230,18 @@ class LoginService:
         await self._check_limits(
             user_key, display_user, creds.address, creds.entry_point
         )
+        try:
+            return await self._check_password(creds, user, user_key, display_user)
+        finally:
+            self._release(user_key)
 
+    async def _check_password(
+        self,
+        creds: PasswordLogin,
+        user: User | None,
+        user_key: str,
+        display_user: str,
+    ) -> LoginResult:
         if not creds.password:
             # RFC 4513 5.1.2: an empty password is never a password.
             await self._fail(user_key, display_user, creds, "empty password")
@@ -256,7 +279,18 @@ class LoginService:
         await self._check_limits(
             user_key, display_user, creds.address, creds.entry_point
         )
+        try:
+            return await self._check_totp(creds, user, user_key, display_user)
+        finally:
+            self._release(user_key)
 
+    async def _check_totp(
+        self,
+        creds: TOTPLogin,
+        user: User | None,
+        user_key: str,
+        display_user: str,
+    ) -> LoginResult:
         if user is None or not user.active:
             await self._fail(
                 user_key, display_user, creds, "user is disabled or deleted"
@@ -273,13 +307,11 @@ class LoginService:
     async def _check_limits(
         self, user_key: str, display_user: str, address: str | None, entry_point: str
     ) -> None:
-        reason = None
-        if await self.rate_limits.failures(user_key, self.window) >= self.user_limit:
-            reason = "too many failed attempts for this user"
-        elif address is not None:
-            count = await self.rate_limits.failures(f"addr:{address}", self.window)
-            if count >= self.address_limit:
-                reason = "too many failed attempts from this address"
+        """
+        Raise L{RateLimited} past a limit; otherwise count one check in
+        progress for C{user_key}, which the caller must L{_release}.
+        """
+        reason = await self._limit_reason(user_key, address)
         if reason is None:
             return
         self.log.warn(
@@ -299,6 +331,46 @@ class LoginService:
             detail=reason,
         )
         raise RateLimited(reason)
+
+    async def _limit_reason(self, user_key: str, address: str | None) -> str | None:
+        """
+        Return why a login is rejected, or C{None} after counting one check
+        in progress for C{user_key}.
+        """
+        while True:
+            address_failures = 0
+            if address is not None:
+                address_failures = await self.rate_limits.failures(
+                    f"addr:{address}", self.window
+                )
+            # Read last and tested with no await in between. A check that
+            # ends records its failure before it stops counting as in
+            # progress, and the SQLite store answers calls in order, so no
+            # check is missed between this read and the test.
+            user_failures = await self.rate_limits.failures(user_key, self.window)
+
+            if user_failures >= self.user_limit:
+                return "too many failed attempts for this user"
+            if address_failures >= self.address_limit:
+                return "too many failed attempts from this address"
+            if user_failures + self._in_progress[user_key] < self.user_limit:
+                self._in_progress[user_key] += 1
+                return None
+
+            waiter: Deferred[None] = Deferred()
+            self._waiting.setdefault(user_key, []).append(waiter)
+            await waiter
+
+    def _release(self, user_key: str) -> None:
+        """
+        End a check counted by L{_limit_reason} and let the logins waiting
+        for the same user count again.
+        """
+        self._in_progress[user_key] -= 1
+        if self._in_progress[user_key] <= 0:
+            del self._in_progress[user_key]
+        for waiter in self._waiting.pop(user_key, []):
+            waiter.callback(None)
 
     async def _fail(
         self,

@@ -11,7 +11,9 @@ expected. Relative paths are taken from the directory of the file.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -311,11 +313,17 @@ class _Table:
         return value
 
     def number(self, key: str, default: float) -> float:
+        # TOML has inf and nan; neither is a usable number of seconds.
         value = self._take(
             key,
             default,
-            "a number of seconds greater than 0",
-            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+            "a finite number of seconds greater than 0",
+            lambda v: (
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v > 0
+            ),
         )
         return float(value)
 
@@ -333,6 +341,9 @@ class _Table:
 
     def path(self, key: str, base_dir: Path, default: Any = _REQUIRED) -> Path:
         value = self.string(key, default)
+        if "\0" in value:
+            # No file name can hold one; resolve() would raise ValueError.
+            raise self.error(key, value, "a file path without NUL characters")
         return (base_dir / Path(value).expanduser()).resolve()
 
 
@@ -395,6 +406,10 @@ def _http(table: _Table) -> HTTPConfig:
     )
 
 
+# RFC 4512 section 1.4: a descriptor (keystring) or a numeric OID.
+_ATTRIBUTE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)*")
+
+
 def _suffix(table: _Table) -> str:
     from ldaptor.protocols.ldap.distinguishedname import (
         DistinguishedName,
@@ -402,12 +417,21 @@ def _suffix(table: _Table) -> str:
     )
 
     suffix: str = table.string("suffix", "dc=cloudron")
+    expected = "a distinguished name such as dc=example,dc=com"
     try:
-        DistinguishedName(stringValue=suffix)
-    except (InvalidRelativeDistinguishedName, ValueError):
-        raise table.error(
-            "suffix", suffix, "a distinguished name such as dc=example,dc=com"
-        ) from None
+        dn = DistinguishedName(stringValue=suffix)
+    except (InvalidRelativeDistinguishedName, ValueError, IndexError):
+        # ldaptor raises IndexError for a value ending with a lone backslash.
+        raise table.error("suffix", suffix, expected) from None
+    # ldaptor also accepts empty RDNs ("dc=example,") and empty attribute
+    # types or values ("="), which RFC 4514 does not allow.
+    for rdn in dn.split():
+        parts = rdn.split()
+        if not parts or not all(
+            _ATTRIBUTE_TYPE.fullmatch(part.attributeType) and part.value
+            for part in parts
+        ):
+            raise table.error("suffix", suffix, expected)
     return suffix
 
 
@@ -421,12 +445,21 @@ def _ldap(table: _Table) -> LDAPConfig:
     )
 
 
+def _url_scheme(url: str) -> str | None:
+    # urlsplit raises ValueError for some malformed URLs, such as an
+    # unclosed IPv6 bracket.
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return None
+
+
 def _sessions(table: _Table) -> SessionsConfig:
     store = table.string("store", "sqlite")
     if store not in SESSION_STORES:
         raise table.error("store", store, '"sqlite" or "redis"')
     redis_url = table.string("redis_url", None)
-    if redis_url is not None and urlsplit(redis_url).scheme not in (
+    if redis_url is not None and _url_scheme(redis_url) not in (
         "redis",
         "rediss",
         "unix",
@@ -569,4 +602,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        # tomllib decodes the whole file before parsing; TOML is UTF-8.
+        raise ConfigError(
+            f"{path}: not valid TOML: byte {e.start} is not UTF-8"
+        ) from None
     return parse_config(data, path=path)

@@ -134,6 +134,8 @@ def _parse_port(value: str) -> int:
 
 
 def _resolve(path: str, base_dir: Path) -> Path:
+    if "\0" in path:
+        raise EndpointError(f"the file name {path!r} contains a NUL character")
     return (base_dir / Path(path).expanduser()).resolve()
 
 

@@ -30,10 +30,13 @@ RESERVED_USERNAMES = frozenset(
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
-# A pragmatic address check: one @, a non-empty local part without spaces,
-# and a domain with at least one dot. RFC 5322 allows more, but an address
-# that apps and mail servers accept always passes.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+# A pragmatic address check: one @, a non-empty local part without spaces
+# or control characters, and a domain with at least one dot. RFC 5322
+# allows more, but an address that apps and mail servers accept always
+# passes.
+_EMAIL = re.compile(
+    r"[^@\s\x00-\x1f\x7f]+@[^@\s.\x00-\x1f\x7f]+(\.[^@\s.\x00-\x1f\x7f]+)+"
+)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
@@ -170,6 +173,10 @@ def parse_setting(key: str, value: str | bool) -> str | bool:
     text = " ".join(str(value).split())
     if not text:
         raise ValidationError(f"The setting {key!r} must not be empty.", key)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValidationError(
+            f"The setting {key!r} must not contain control characters.", key
+        )
     if len(text) > 128:
         raise ValidationError(
             f"The setting {key!r} is too long: at most 128 characters.", key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pyotp
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import DeferredList, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
@@ -153,6 +154,43 @@ class LoginServiceTests(TestCase):
         self.clock.advance(61)
         result = await self.service.authenticate(self.login())
         self.assertEqual(result.user.username, "alice")
+
+    async def test_parallelGuesses(self) -> None:
+        """
+        Guesses sent in parallel get no more password checks than the
+        per-user limit allows.
+        """
+        await self.addAlice()
+        attempts = [
+            self.service.authenticate(
+                self.login(password=f"guess number {i}", address=f"192.0.2.{i}")
+            )
+            for i in range(10)
+        ]
+        outcomes = await DeferredList(attempts, consumeErrors=True)
+
+        reasons = [failure.value.reason for _, failure in outcomes]
+        self.assertEqual(reasons.count("wrong password"), 3)
+        self.assertEqual(len(reasons), 10)
+        self.assertEqual(
+            {reason for reason in reasons if reason != "wrong password"},
+            {"too many failed attempts for this user"},
+        )
+
+        # Every check ended, so once the failures age out alice may log in.
+        self.clock.advance(61)
+        result = await self.service.authenticate(self.login())
+        self.assertEqual(result.user.username, "alice")
+
+    async def test_parallelLogins(self) -> None:
+        """
+        Parallel logins with the right password, more than the per-user
+        limit, all succeed.
+        """
+        await self.addAlice()
+        attempts = [self.service.authenticate(self.login()) for _ in range(10)]
+        results = await gatherResults(attempts)
+        self.assertEqual([result.user.username for result in results], ["alice"] * 10)
 
     async def test_addressRateLimitCountsFailuresOnly(self) -> None:
         """

@@ -26,7 +26,7 @@ from typing import Any
 import pyotp
 from twisted.internet import defer, protocol
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from idserver.admin import cli
 from idserver.admin.command import database_path
@@ -327,6 +327,38 @@ class InitTests(CLITestCase):
             "does not exist; create it with 'idserver-admin init'", result.stderr
         )
         self.assertFalse(self.data_dir.exists())
+
+    async def test_database_unreachable(self) -> None:
+        """
+        A database path that exists but cannot be reached is reported with
+        the system's reason, not as a database that init would create.
+        """
+        self.data_dir.makedirs()
+        database = self.data_dir.child("idserver.sqlite3")
+        os.symlink(database.path, database.path)
+
+        result = await self.fails(1, "user", "list")
+
+        self.assertIn(
+            f"Too many levels of symbolic links: {database.path}", result.stderr
+        )
+        self.assertNotIn("init", result.stderr)
+
+    async def test_database_not_permitted(self) -> None:
+        """
+        A data directory the user may not enter is reported as a permission
+        problem.
+        """
+        if os.getuid() == 0:
+            raise SkipTest("root may enter any directory")
+        await self.init()
+        self.data_dir.chmod(0)
+        self.addCleanup(self.data_dir.chmod, 0o700)
+
+        result = await self.fails(1, "user", "list")
+
+        self.assertIn("Permission denied", result.stderr)
+        self.assertNotIn("init", result.stderr)
 
 
 class ConfigTests(CLITestCase):

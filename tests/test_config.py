@@ -281,6 +281,14 @@ class ConfigErrorTests(ConfigTestCase):
         path.write_text("[server\npublic_url = 1\n")
         self.assertConfigError(path, str(path), "not valid TOML", "line 1")
 
+    def test_not_utf8(self) -> None:
+        """
+        A file that is not UTF-8 is reported as invalid TOML, not a crash.
+        """
+        path = self.directory / "latin1.toml"
+        path.write_bytes(b'[server]\nname = "Caf\xe9"\n')
+        self.assertConfigError(path, str(path), "not valid TOML", "UTF-8")
+
     def test_misspelled_key(self) -> None:
         """
         A misspelled key in a section is named with its section.
@@ -379,16 +387,28 @@ class ConfigErrorTests(ConfigTestCase):
             ),
             (
                 {"ldap": 'listen = []\nidle_timeout = "10m"'},
-                "invalid ldap.idle_timeout = '10m': expected a number of seconds",
+                "invalid ldap.idle_timeout = '10m': expected a finite number",
             ),
             (
                 {"ldap": "listen = []\nidle_timeout = 0"},
-                "invalid ldap.idle_timeout = 0: expected a number of seconds "
+                "invalid ldap.idle_timeout = 0: expected a finite number of seconds "
                 "greater than 0",
+            ),
+            (
+                {"ldap": "listen = []\nidle_timeout = inf"},
+                "invalid ldap.idle_timeout = inf: expected a finite number",
+            ),
+            (
+                {"ldap": "listen = []\nidle_timeout = nan"},
+                "invalid ldap.idle_timeout = nan: expected a finite number",
             ),
             (
                 {"server": 'public_url = "https://a.example"\ndata_dir = ""'},
                 "invalid server.data_dir = '': expected a non-empty string",
+            ),
+            (
+                {"server": 'public_url = "https://a.example"\ndata_dir = "a\\u0000b"'},
+                "invalid server.data_dir = 'a\\x00b': expected a file path without NUL",
             ),
         ]
         for sections, message in cases:
@@ -453,6 +473,27 @@ class ConfigErrorTests(ConfigTestCase):
             path, "invalid ldap.suffix = 'cloudron'", "distinguished name"
         )
 
+    def test_malformed_suffix(self) -> None:
+        """
+        Suffixes with an empty RDN, an empty type or value, or a trailing
+        backslash are reported, not accepted or crashed on.
+        """
+        for suffix in ["dc=example,", ",", "=", "dc=", "=x", "dc=a\\\\", "\\\\"]:
+            path = write_config(
+                self.directory, ldap=f'listen = []\nsuffix = "{suffix}"'
+            )
+            self.assertConfigError(path, "invalid ldap.suffix", "distinguished name")
+
+    def test_valid_suffixes(self) -> None:
+        """
+        Multi-valued RDNs, escapes and numeric attribute types are accepted.
+        """
+        for suffix in ["dc=example,dc=com", "o=a+ou=b", "cn=a\\\\,b", "2.5.4.3=x"]:
+            path = write_config(
+                self.directory, ldap=f'listen = []\nsuffix = "{suffix}"'
+            )
+            load_config(path)
+
     def test_invalid_session_store(self) -> None:
         """
         Only C{sqlite} and C{redis} are session stores.
@@ -478,6 +519,17 @@ class ConfigErrorTests(ConfigTestCase):
         )
         self.assertConfigError(
             path, "invalid sessions.redis_url = 'http://127.0.0.1'", "redis://"
+        )
+
+    def test_malformed_redis_url(self) -> None:
+        """
+        A C{redis_url} that cannot be parsed as a URL is reported.
+        """
+        path = write_config(
+            self.directory, body='[sessions]\nredis_url = "redis://["\n'
+        )
+        self.assertConfigError(
+            path, "invalid sessions.redis_url = 'redis://['", "redis://"
         )
 
     def test_bad_endpoints(self) -> None:
@@ -507,6 +559,17 @@ class ConfigErrorTests(ConfigTestCase):
             self.assertConfigError(
                 path, f"invalid http.listen entry {description!r}: ", reason
             )
+
+    def test_nul_in_listener_file(self) -> None:
+        """
+        A file name with a NUL character in an C{ssl:} listener is reported.
+        """
+        path = write_config(
+            self.directory, http='listen = ["ssl:443:privateKey=a\\u0000b.pem"]'
+        )
+        self.assertConfigError(
+            path, "invalid http.listen entry", "'a\\x00b.pem' contains a NUL"
+        )
 
     def test_bad_ldap_endpoint(self) -> None:
         """

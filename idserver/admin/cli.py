@@ -365,10 +365,15 @@ def _config_path(args: argparse.Namespace) -> str:
 
 def _require_database(config: Config) -> None:
     path = database_path(config)
-    if not os.path.exists(path):
+    # Not os.path.exists, which is also false when the file cannot be
+    # reached (no permission on the data directory, a symlink loop): those
+    # are reported as they are, since init would not help.
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         raise CommandError(
             f"The database {path} does not exist; create it with '{PROGRAM} init'."
-        )
+        ) from None
 
 
 def _os_actor() -> str:
