@@ -29,12 +29,13 @@ class ClientCommandTests(CLITestCase):
         matches.
         """
         await self.ok("group", "add", "staff")
+        await self.ok("group", "add", "admins-x")
         result = await self.ok(
             "client", "add", "--name", "Grafana",
             "--redirect-uri", "https://grafana.example/login/generic_oauth",
             "--redirect-uri", "http://127.0.0.1/cb",
             "--post-logout-redirect-uri", "https://grafana.example/",
-            "--allowed-group", "staff", "--json",
+            "--allowed-group", "staff", "admins-x", "--json",
         )  # fmt: skip
         record = result.json()
         self.assertRegex(record["client_id"], r"^cid-[0-9a-f]{32}$")
@@ -45,7 +46,7 @@ class ClientCommandTests(CLITestCase):
         )
         self.assertEqual(record["signing_alg"], "RS256")
         self.assertFalse(record["public"])
-        self.assertEqual(record["allowed_groups"], ["staff"])
+        self.assertEqual(record["allowed_groups"], ["admins-x", "staff"])
         self.assertIsNone(record["launch_url"])
 
         async with self.directory() as directory:

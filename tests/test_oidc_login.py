@@ -10,8 +10,10 @@ import time
 
 import pyotp
 import requests
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
+from idserver.errors import HasherBusyError
 from idserver.oidc.protocol import hash_half
 from tests.oidc_server import (
     PASSWORD,
@@ -161,6 +163,30 @@ class LoginTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_hasher_busy(self) -> None:
+        """
+        When the password hashing queue is full the login returns 503.
+        """
+        client_id, _ = await self._client()
+
+        def busy(credentials: object) -> defer.Deferred[object]:
+            return defer.fail(HasherBusyError())
+
+        # The real queue fills only under load. The login service passes the
+        # hasher's error through unchanged, so raising it here is equivalent.
+        self.server.oidc.login_pages.logins.authenticate = busy  # type: ignore[method-assign]
+
+        def flow() -> None:
+            browser = Browser(self.server)
+            page = browser.get(auth_url(self.server, client_id))
+            assert isinstance(page, requests.Response)
+            result = browser.submit(page, username="alice", password=PASSWORD)
+            assert isinstance(result, requests.Response)
+            self.assertEqual(result.status_code, 503)
+            self.assertIn("Retry-After", result.headers)
+
+        await in_thread(flow)
+
     async def test_login_by_email(self) -> None:
         """
         The email address works as the login name.
@@ -205,7 +231,7 @@ class LoginTests(TestCase):
     async def test_totp_login(self) -> None:
         """
         A user with 2FA gives a code after the password; the ID token's amr
-        says pwd and otp; a reused code fails.
+        lists pwd and otp; a reused code fails.
         """
         user = await self.server.add_user("alice")
         secret_b32 = await self.server.directory.enable_totp(user.id)

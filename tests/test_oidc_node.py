@@ -26,8 +26,9 @@ def install_openid_client() -> None:
     """
     if (NODE_DIRECTORY / "node_modules" / "openid-client").is_dir():
         return
+    # npm ci installs exactly the versions of package-lock.json.
     subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock"],
+        ["npm", "ci", "--no-audit", "--no-fund"],
         cwd=NODE_DIRECTORY,
         check=True,
         capture_output=True,

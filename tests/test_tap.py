@@ -192,7 +192,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_services(self) -> None:
         """
-        The service holds the hasher, the directory, the OpenID Connect
+        The service contains the hasher, the directory, the OpenID Connect
         provider, then one listener per HTTP listener string, in that order.
         """
         service = makeService(self.options(http=LISTENERS))

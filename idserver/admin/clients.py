@@ -120,10 +120,10 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allowed-group",
         dest="allowed_groups",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="GROUP",
-        help="only members of this group (and admins) may use the client"
-        " (repeat for several)",
+        help="only members of these groups (and admins) may use the client",
     )
 
 

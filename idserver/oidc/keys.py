@@ -4,9 +4,9 @@ The signing keys of ID tokens: PEM files in C{<data_dir>/keys/}.
 There is one active RSA key (RS256) and one active Ed25519 key (EdDSA).
 Each key's C{kid} is its RFC 7638 thumbprint (SHA-256). The file
 C{keys.json} beside the PEM files records when each key was created and
-retired. A rotation creates new active keys and retires the old ones; a
-retired key stays published in the JWKS until every ID token it signed has
-expired, then its file is deleted.
+retired. A rotation creates new active keys and retires the old ones. A retired
+key stays published in the JWKS until every ID token it signed has
+expired, and then its file is deleted.
 
 The daemon and C{idserver-admin} share the directory: changes are made
 under an exclusive C{flock} on C{.lock}, C{keys.json} is replaced

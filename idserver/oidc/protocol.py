@@ -343,7 +343,7 @@ def hash_half(value: str, alg: str) -> str:
 @dataclass(frozen=True)
 class ClientCredentials:
     """
-    How a request to the token endpoint identified its client.
+    The client id, secret and authentication method of a token request.
 
     @ivar method: C{client_secret_basic}, C{client_secret_post} or C{none}.
     """
@@ -402,8 +402,9 @@ def parse_client_credentials(
 def _name_parts(user: User) -> tuple[str, str, str]:
     """
     Return the name, given name and family name, by the rules of the LDAP
-    entries: the first and last words of the display name; the family name
-    is the whole name for a one-word name, and the username without one.
+    entries. The given and family names are the first and last words of the
+    display name. A one-word name is also the family name, and a user
+    without a display name gets the username for all three.
     """
     words = user.display_name.split()
     if not words:

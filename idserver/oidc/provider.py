@@ -251,7 +251,7 @@ class OpenIDProvider:
         self, client: Client, form: Mapping[str, Sequence[str]]
     ) -> dict[str, Any]:
         """
-        Answer a token request of an authenticated client.
+        Handle a token request of an authenticated client.
 
         @raise TokenError: the request is invalid.
         """
@@ -556,7 +556,8 @@ class OpenIDProvider:
         """
         Revoke a token of the calling client (RFC 7009). Revoking a refresh
         token revokes its grant with every token of it. Unknown tokens and
-        tokens of other clients are ignored, as the RFC says.
+        tokens of other clients are ignored, and the response is the same
+        (RFC 7009 §2.2).
         """
         value = _parameter(form, "token")
         if value is None:

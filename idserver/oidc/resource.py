@@ -368,7 +368,7 @@ class OpenIDResource:
     @app.route("/openid/token/revocation", methods=["OPTIONS"])
     def preflight(self, request: IRequest) -> bytes:
         """
-        Answer a CORS preflight request of a browser-based client.
+        Respond to a CORS preflight request of a browser-based client.
         """
         _allow_any_origin(request)
         request.setHeader(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS")

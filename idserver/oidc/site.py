@@ -1,8 +1,8 @@
 """
 Putting the OpenID Connect provider and the login pages together, for the
 daemon and for tests: L{build_oidc} makes every piece from the
-configuration and an open directory; L{OIDC.routes} tells a
-L{idserver.web.routing.PrefixRouter} which paths they serve.
+configuration and an open directory, and L{OIDC.routes} gives a
+L{idserver.web.routing.PrefixRouter} the paths they serve.
 """
 
 from __future__ import annotations

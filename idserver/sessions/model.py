@@ -43,7 +43,7 @@ class SessionState:
     """
     The stages of a browser session.
 
-    @cvar anonymous: no user yet; holds the CSRF token of the login form.
+    @cvar anonymous: no user yet; contains the CSRF token of the login form.
     @cvar totp: the password was right, a TOTP code is still needed.
     @cvar enrol: the password was right and 2FA is mandatory, but the user
         has not enrolled TOTP yet.

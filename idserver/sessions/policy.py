@@ -15,7 +15,7 @@ __all__ = ["needs_totp_enrolment", "session_end_reason"]
 def _exempt_from_mandatory_2fa(user: User, settings: dict[str, Any]) -> bool:
     # An upstream idserver (or Cloudron) checks the code of its users itself.
     # NOTE: the provider is read from the external directory's setting
-    # "external.provider"; a different key there would make nobody exempt.
+    # "external.provider"; a different key there would leave no user exempt.
     return (
         user.source is Source.ldap and settings.get("external.provider") == "idserver"
     )

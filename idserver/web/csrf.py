@@ -1,7 +1,7 @@
 """
 CSRF protection for the forms of the login pages and the dashboard.
 
-Every browser that sees a form has a session (an anonymous one before
+Every browser that receives a form has a session (an anonymous one before
 login, see L{idserver.web.session}), and each session has a random token.
 Forms carry it in a hidden C{csrf_token} field; a POST is accepted only when
 the field equals the token of the session named by the cookie (the

@@ -25,7 +25,7 @@ class PrefixRouter:
     segments of its path, or to C{default}.
 
     The chosen resource renders with the request's path untouched, so a
-    Klein app sees the whole path and routes on it.
+    Klein app receives the whole path and routes on it.
 
     @ivar routes: returns the current routes; a callable, because some
         resources exist only while the daemon runs.

@@ -2,7 +2,7 @@
 Browser sessions of the login pages and the dashboard: the session cookie
 and the rules for reusing a session.
 
-The cookie holds a random secret; the store keeps only its SHA-256. It is
+The cookie contains a random secret; the store keeps only its SHA-256. It is
 C{Secure}, C{HttpOnly} and C{SameSite=Lax}, with C{Path=/}. A session has an
 absolute lifetime and an idle timeout; a signed-in session also ends as
 soon as its user is disabled, deleted, changes password, or falls under

@@ -2,7 +2,7 @@
 Server-rendered HTML pages: C{string.Template} files with every value
 escaped unless it is L{Markup}.
 
-A page is a body template rendered into C{base.html}, which holds the
+A page is a body template rendered into C{base.html}, which contains the
 document head, the style sheet link and the page title. Templates live in
 C{idserver/web/templates/} and use C{$name} placeholders.
 """
