@@ -404,3 +404,12 @@ class StaticBackend(LDAPBackend):
         if self.accounts.get(name) == password.decode("utf-8", "replace"):
             return BindIdentity(name, None)
         raise LDAPError(ResultCode.invalidCredentials, "invalid credentials")
+
+
+def get_reactor_for_tests() -> Any:
+    """
+    Return the global reactor, which trial runs.
+    """
+    from twisted.internet import reactor
+
+    return reactor

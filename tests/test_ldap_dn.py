@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from idserver.ldap import dn
 from idserver.ldap.dn import (
     InvalidDN,
     escape_value,
@@ -165,6 +166,17 @@ class NormalizeTests(SynchronousTestCase):
         """
         normalized = normalize_dn(format_dn(dn))
         self.assertEqual(normalize_dn(normalized), normalized)
+
+    @given(st.text(alphabet="cnoud=, xyzAB.-1é", max_size=30))
+    def test_fast_path_agrees(self, text: str) -> None:
+        """
+        Names without escapes parse the same with the fast path as with the
+        full parser.
+        """
+        fast = dn._parse_plain(text)
+        if fast is None:
+            return
+        self.assertEqual(fast, dn._parse_full(text))
 
     @given(st.text(max_size=40))
     def test_parse_never_crashes(self, text: str) -> None:

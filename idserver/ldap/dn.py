@@ -71,6 +71,14 @@ def parse_dn(text: str) -> DN:
     """
     if not text.strip():
         return ()
+    if _PLAIN.isdisjoint(text):
+        fast = _parse_plain(text)
+        if fast is not None:
+            return fast
+    return _parse_full(text)
+
+
+def _parse_full(text: str) -> DN:
     rdns: list[RDN] = []
     current: list[AVA] = []
     position = 0
@@ -89,6 +97,35 @@ def parse_dn(text: str) -> DN:
             current = []
         elif separator != "+":
             raise InvalidDN(f"unexpected {separator!r} in {text!r}")
+
+
+# Characters that need the full parser; names without them (the common
+# case, such as cn=uid-...,ou=users,dc=cloudron) split on "," and "=".
+_PLAIN = frozenset('\\"+;#<>\x00')
+
+
+def _parse_plain(text: str) -> DN | None:
+    """
+    Parse a name without escapes, quotes or multi-valued RDNs, or return
+    C{None} to leave it to the full parser (which also reports errors).
+    """
+    rdns = []
+    for part in text.split(","):
+        attribute_type, equals, value = part.partition("=")
+        attribute_type = attribute_type.strip()
+        value = value.strip(" ")
+        if (
+            not equals
+            or not attribute_type
+            or "=" in value
+            or not _TYPE_CHARACTERS.issuperset(attribute_type)
+        ):
+            return None
+        lowered = attribute_type.lower()
+        if lowered.startswith("oid."):
+            lowered = lowered[4:]
+        rdns.append(((_TYPE_ALIASES.get(lowered, lowered), value),))
+    return tuple(rdns)
 
 
 def _parse_type(text: str, position: int) -> tuple[str, int]:
@@ -227,13 +264,25 @@ def normalize_parsed(dn: DN) -> str:
     )
 
 
+# Recently normalised names; the same base DNs and group DNs recur in the
+# requests of an application.
+_NORMALIZED: dict[str, str] = {}
+_NORMALIZED_SIZE = 4096
+
+
 def normalize_dn(text: str) -> str:
     """
     Parse C{text} and return its normalised form (see L{normalize_parsed}).
 
     @raise InvalidDN: the string is malformed.
     """
-    return normalize_parsed(parse_dn(text))
+    normalized = _NORMALIZED.get(text)
+    if normalized is None:
+        normalized = normalize_parsed(parse_dn(text))
+        if len(_NORMALIZED) >= _NORMALIZED_SIZE:
+            _NORMALIZED.clear()
+        _NORMALIZED[text] = normalized
+    return normalized
 
 
 def escape_value(value: str) -> str:

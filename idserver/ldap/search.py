@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
-from idserver.ldap.dn import InvalidDN, normalize_parsed, parse_dn
+from idserver.ldap.dn import InvalidDN, normalize_dn, normalize_parsed, parse_dn
 from idserver.ldap.entries import Entry, Selection, Snapshot
 from idserver.ldap.matching import compile_filter
 from idserver.ldap.messages import (
@@ -91,12 +91,12 @@ def find_base(snapshot: Snapshot, base: str) -> Entry:
         for a missing one.
     """
     try:
-        parsed = parse_dn(base)
+        entry = snapshot.find(normalize_dn(base))
     except InvalidDN:
         raise LDAPError(ResultCode.invalidDNSyntax, f"invalid DN {base!r}") from None
-    entry = snapshot.find(normalize_parsed(parsed))
     if entry is not None:
         return entry
+    parsed = parse_dn(base)
     matched = ""
     for start in range(1, len(parsed)):
         superior = snapshot.find(normalize_parsed(parsed[start:]))
