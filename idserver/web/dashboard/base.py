@@ -189,11 +189,10 @@ class DashboardPages:
         return viewer
 
     def _to_login(self, request: IRequest) -> bytes:
-        path = request.path.decode("utf-8", "replace")
         # A form sent after the session ended cannot be replayed after the
-        # login; its page can be opened again.
-        return_to = path if request.method in (b"GET", b"HEAD") else "/"
-        if request.method in (b"GET", b"HEAD") and request.uri != request.path:
+        # login, so the login of a POST returns to the home page.
+        return_to = "/"
+        if request.method in (b"GET", b"HEAD"):
             return_to = request.uri.decode("utf-8", "replace")
         return self.redirect(request, "/login?" + urlencode({"return_to": return_to}))
 
