@@ -5,13 +5,15 @@ Set up a development instance in a directory: C{python -m idserver.devinstance
 The first run writes C{idserver.toml} (HTTPS on 127.0.0.1:8443, LDAPS on
 6360, LDAP with StartTLS on 3890), a self-signed certificate for
 C{localhost} and C{127.0.0.1}, initialises the database with
-C{idserver-admin init} and creates the admin C{owner} with a generated
-password, which it prints once. Later runs reuse the directory, apply
-pending migrations and print no secret.
+C{idserver-admin init}, enables the LDAP server for loopback clients with
+a generated secret for its admin bind DN, and creates the admin C{owner}
+with a generated password; it prints both secrets once. Later runs reuse
+the directory, apply pending migrations and print no secret.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -114,6 +116,7 @@ def set_up(directory: Path, out: IO[str]) -> None:
     if init.returncode != 0:
         raise SetupError(f"idserver-admin init failed:\n{init.stderr.strip()}")
     out.write(init.stdout)
+    _enable_ldap(config, out)
 
     if _run_admin(config, ["user", "show", OWNER]).returncode == 0:
         out.write(
@@ -153,6 +156,47 @@ def set_up(directory: Path, out: IO[str]) -> None:
         f"  twistd -n idserver --config {config}\n"
         f"Then open {PUBLIC_URL}/ (the certificate is self-signed) and sign in "
         f"as {OWNER!r}.\n"
+    )
+
+
+def _enable_ldap(config: Path, out: IO[str]) -> None:
+    """
+    Turn the LDAP server on for loopback clients with a generated secret,
+    printed once, unless it was ever configured.
+    """
+    shown = _run_admin(config, ["ldap-server", "show", "--json"])
+    if shown.returncode != 0:
+        raise SetupError(
+            f"idserver-admin ldap-server show failed:\n{shown.stderr.strip()}"
+        )
+    current = json.loads(shown.stdout)
+    if current["enabled"] or current["allowlist"]:
+        return
+    enabled = _run_admin(
+        config,
+        [
+            "ldap-server",
+            "enable",
+            "--allow",
+            "127.0.0.1",
+            "--allow",
+            "::1",
+            "--generate-secret",
+            "--json",
+        ],
+    )
+    if enabled.returncode != 0:
+        raise SetupError(
+            f"idserver-admin ldap-server enable failed:\n{enabled.stderr.strip()}"
+        )
+    result = json.loads(enabled.stdout)
+    out.write(
+        "\nEnabled the LDAP server for 127.0.0.1 and ::1 (LDAPS on port 6360,"
+        " LDAP with StartTLS on 3890).\n"
+        f"  Bind DN: {result['bind_dn']}\n"
+        f"  Secret:  {result['secret']}\n"
+        "It is shown only this once; idserver-admin ldap-server enable"
+        " --generate-secret makes a new one.\n"
     )
 
 

@@ -33,6 +33,7 @@ from idserver.config import Config, ConfigError
 from idserver.oidc.service import OIDCService
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
+from idserver.web.dashboard.site import DashboardRoutes
 from idserver.web.request import access_log_line
 from idserver.web.routing import Routes
 
@@ -301,15 +302,21 @@ def build_ldap_services(
     config: Config, *, reactor: Any, directory_service: DirectoryService
 ) -> list[ListenerService]:
     """
-    Build one listener for each C{[ldap] listen} entry.
-
-    @return: no services yet.
+    Build one listener for each C{[ldap] listen} entry: LDAPS for C{ssl:}
+    entries, LDAP with StartTLS for the others.
     """
-    # TODO: the LDAP server is not part of this version: [ldap] listen is
-    # checked when the configuration is read, but nothing listens on it.
-    # Its factory (LDAPS for ssl: entries, StartTLS with
-    # idserver.tls.server_tls_options for the others) is added here.
-    return []
+    from idserver.ldap.service import build_ldap_factories
+
+    try:
+        factories = build_ldap_factories(
+            config, reactor=reactor, directory=lambda: directory_service.directory
+        )
+    except EndpointError as e:
+        raise ConfigError(f"{config.path}: invalid [tls] section: {e}") from None
+    services = []
+    for description, factory in factories:
+        services.extend(_listeners("LDAP", [description], factory, config, reactor))
+    return services
 
 
 def build_service(config: Config, *, reactor: Any) -> IdServerService:
@@ -370,11 +377,15 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     # After the directory, which it needs open; before the listeners.
     oidc_service = OIDCService(config, lambda: directory_service.directory, reactor)
     oidc_service.setServiceParent(root)
+    # The dashboard shares the provider's sessions, so it is built over it.
+    dashboard = DashboardRoutes(
+        config, oidc_service, lambda: directory_service.directory, reactor
+    )
     for listener in build_http_services(
         config,
         reactor=reactor,
         directory_service=directory_service,
-        routes=oidc_service.routes,
+        routes=lambda: (*oidc_service.routes(), *dashboard.routes()),
     ):
         listener.setServiceParent(root)
     for listener in build_ldap_services(

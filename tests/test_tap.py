@@ -225,28 +225,36 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIs(tls.factory, plain.factory)
         self.assertFalse(service.running)
 
-    def test_ldap_not_listening(self) -> None:
+    def test_ldap_listeners(self) -> None:
         """
-        C{[ldap] listen} is checked but gets no listener in this version.
+        Each C{[ldap] listen} entry gets a listener: C{ssl:} ones serve
+        LDAPS, the others offer StartTLS; all share one backend.
         """
-        options = self.options(ldap='listen = ["tcp:0:interface=127.0.0.1"]')
-        service = makeService(options)
+        from idserver.ldap.server import LDAPServerFactory
 
+        service = makeService(self.options(ldap=LISTENERS))
+
+        ldaps, plain = [
+            child
+            for child in service
+            if isinstance(child, ListenerService) and child.protocol == "LDAP"
+        ]
+        self.assertIsInstance(ldaps.endpoint, SSL4ServerEndpoint)
+        self.assertIsInstance(plain.endpoint, TCP4ServerEndpoint)
+        assert isinstance(ldaps.factory, LDAPServerFactory)
+        assert isinstance(plain.factory, LDAPServerFactory)
+        self.assertIsNone(ldaps.factory.starttls)
+        self.assertIsNotNone(plain.factory.starttls)
+        self.assertIs(ldaps.factory.backend, plain.factory.backend)
         self.assertEqual(
-            [
-                child
-                for child in service
-                if isinstance(child, ListenerService) and child.protocol == "LDAP"
-            ],
-            [],
-        )
-        self.assertEqual(
-            build_ldap_services(
-                options["configuration"],
-                reactor=get_reactor(),
-                directory_service=DirectoryService(lambda: None, ""),  # type: ignore[arg-type,return-value]
+            len(
+                build_ldap_services(
+                    self.options(ldap=LISTENERS)["configuration"],
+                    reactor=get_reactor(),
+                    directory_service=DirectoryService(lambda: None, ""),  # type: ignore[arg-type,return-value]
+                )
             ),
-            [],
+            2,
         )
 
     def test_missing_data_dir(self) -> None:

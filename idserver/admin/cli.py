@@ -32,7 +32,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from idserver.admin import clients, groups, initialize, keys, settings, users
+from idserver.admin import (
+    clients,
+    groups,
+    initialize,
+    keys,
+    ldap_server,
+    settings,
+    users,
+)
 from idserver.admin.command import (
     CommandContext,
     CommandError,
@@ -68,6 +76,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     settings,
     clients,
     keys,
+    ldap_server,
 )
 
 PROGRAM = "idserver-admin"
