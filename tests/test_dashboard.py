@@ -21,7 +21,7 @@ from zope.interface.verify import verifyObject
 from idserver import totp
 from idserver.interfaces import ISessionStore
 from idserver.model import User
-from idserver.sessions.enforcement import end_sessions_without_2fa
+from idserver.sessions.maintenance import end_sessions_without_2fa
 from idserver.sessions.model import secret_key
 from tests.browser.server import (
     PASSWORD,
@@ -645,9 +645,9 @@ class MandatoryTOTPTests(DashboardTestCase):
 
         await self.server.directory.set_setting("mandatory_2fa", True)
         ended = await end_sessions_without_2fa(
-            self.server.oidc.store, self.server.directory
+            self.server.directory, self.server.oidc.store
         )
-        self.assertEqual(ended, 1)
+        self.assertEqual(len(ended), 1)
         store = self.server.oidc.store
         self.assertEqual(await store.sessions_of(self.alice.id), [])
         self.assertEqual(await store.grants_of(self.alice.id), [])

@@ -11,7 +11,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from idserver.errors import DirectoryError
-from idserver.sessions.enforcement import end_sessions_without_2fa
+from idserver.sessions.maintenance import end_sessions_without_2fa
 from idserver.validation import BOOLEAN_SETTINGS, SETTINGS_DEFAULTS, parse_setting
 from idserver.web.dashboard.base import DashboardPages, Viewer, form_flag, form_value
 from idserver.web.dashboard.html import FormState, checkbox, text_input
@@ -167,6 +167,6 @@ class SettingsPages(DashboardPages):
 
         location = "/admin/settings?done=saved"
         if changed.get("mandatory_2fa") is True:
-            ended = await end_sessions_without_2fa(self.context.store, self.directory)
-            location += f"&ended={ended}"
+            ended = await end_sessions_without_2fa(self.directory, self.context.store)
+            location += f"&ended={len(ended)}"
         return self.redirect(request, location)
