@@ -344,7 +344,11 @@ class _Table:
         if "\0" in value:
             # No file name can hold one; resolve() would raise ValueError.
             raise self.error(key, value, "a file path without NUL characters")
-        return (base_dir / Path(value).expanduser()).resolve()
+        try:
+            return (base_dir / Path(value).expanduser()).resolve()
+        except RuntimeError as e:
+            # A symlink loop, or ~user for a user that does not exist.
+            raise self.error(key, value, f"a path that can be resolved ({e})") from None
 
 
 # Printable ASCII without spaces: the characters a URI may contain.
@@ -373,11 +377,11 @@ def _public_url(table: _Table) -> str:
         or (port is not None and port == 0)
     ):
         raise table.error("public_url", url, expected)
-    # The issuer is this text followed by /openid and is compared as a
-    # string, so it must be the URL's one spelling: urlsplit lower-cases the
-    # scheme and silently drops tabs and newlines, and it accepts spaces,
-    # non-ASCII host names (which need their xn-- form), user info and an
-    # empty port.
+
+    # The issuer is this text followed by /openid, and clients compare it as
+    # a string. urlsplit lower-cases the scheme and drops tabs and newlines
+    # before parsing. It also accepts spaces, user info, an empty port and
+    # non-ASCII host names, which need their xn-- form.
     if (
         not _URL_TEXT.fullmatch(url)
         or not url.startswith(parts.scheme + "://")

@@ -33,6 +33,7 @@ from idserver.config import Config, ConfigError
 from idserver.oidc.service import OIDCService
 from idserver.tls import EndpointError, server_endpoint
 from idserver.web.app import build_http_resource
+from idserver.web.dashboard.site import DashboardRoutes
 from idserver.web.request import access_log_line
 from idserver.web.routing import Routes
 
@@ -376,11 +377,15 @@ def build_service(config: Config, *, reactor: Any) -> IdServerService:
     # After the directory, which it needs open; before the listeners.
     oidc_service = OIDCService(config, lambda: directory_service.directory, reactor)
     oidc_service.setServiceParent(root)
+    # The dashboard shares the provider's sessions, so it is built over it.
+    dashboard = DashboardRoutes(
+        config, oidc_service, lambda: directory_service.directory, reactor
+    )
     for listener in build_http_services(
         config,
         reactor=reactor,
         directory_service=directory_service,
-        routes=oidc_service.routes,
+        routes=lambda: (*oidc_service.routes(), *dashboard.routes()),
     ):
         listener.setServiceParent(root)
     for listener in build_ldap_services(

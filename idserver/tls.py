@@ -136,7 +136,11 @@ def _parse_port(value: str) -> int:
 def _resolve(path: str, base_dir: Path) -> Path:
     if "\0" in path:
         raise EndpointError(f"the file name {path!r} contains a NUL character")
-    return (base_dir / Path(path).expanduser()).resolve()
+    try:
+        return (base_dir / Path(path).expanduser()).resolve()
+    except RuntimeError as e:
+        # A symlink loop, or ~user for a user that does not exist.
+        raise EndpointError(f"cannot resolve the file name {path!r}: {e}") from None
 
 
 def _read(path: Path, what: str) -> bytes:

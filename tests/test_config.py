@@ -588,6 +588,28 @@ class ConfigErrorTests(ConfigTestCase):
                 path, f"invalid http.listen entry {description!r}: ", reason
             )
 
+    def test_unresolvable_paths(self) -> None:
+        """
+        A symlink loop or the home of an unknown user in a path is reported
+        with the key, in the configuration and in listener strings.
+        """
+        os.symlink(self.directory / "loop", self.directory / "loop")
+        for value in ["loop", "~no-such-user-here/data"]:
+            path = write_config(
+                self.directory,
+                server=f'public_url = "https://id.example.com"\ndata_dir = "{value}"',
+            )
+            self.assertConfigError(
+                path, f"invalid server.data_dir = {value!r}", "can be resolved"
+            )
+
+            path = write_config(
+                self.directory, http=f'listen = ["ssl:443:privateKey={value}"]'
+            )
+            self.assertConfigError(
+                path, "invalid http.listen entry", "cannot resolve the file name"
+            )
+
     def test_nul_in_listener_file(self) -> None:
         """
         A file name with a NUL character in an C{ssl:} listener is reported.

@@ -74,9 +74,9 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     users,
     groups,
     settings,
-    ldap_server,
     clients,
     keys,
+    ldap_server,
 )
 
 PROGRAM = "idserver-admin"

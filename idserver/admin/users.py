@@ -17,8 +17,8 @@ from idserver.admin.command import (
     find_user,
 )
 from idserver.admin.output import user_to_json, write_json, write_record, write_table
-from idserver.errors import ReadOnlyError
-from idserver.model import Source, User
+from idserver.changes import check_external_fields
+from idserver.model import User
 from idserver.validation import (
     normalize_email,
     normalize_username,
@@ -229,14 +229,7 @@ def _check_local_fields(user: User, args: argparse.Namespace) -> None:
     @raise ReadOnlyError: C{user} comes from the external directory and
         C{args} changes its email or display name.
     """
-    if user.source is not Source.ldap:
-        return
-    if args.email is not None or args.name is not None:
-        raise ReadOnlyError(
-            f"The user {user.username!r} comes from the external directory, so"
-            " the email address and display name can only be changed there.",
-            "email" if args.email is not None else "display_name",
-        )
+    check_external_fields(user, email=args.email, display_name=args.name)
 
 
 async def _set_password(context: CommandContext, args: argparse.Namespace) -> None:

@@ -48,7 +48,8 @@ from idserver.web.templates import Markup, render, send_page
 
 __all__ = ["LoginPages", "request_form", "safe_return_to"]
 
-DEFAULT_RETURN_TO = "/login/done"
+# A login that no app asked for ends on the dashboard's home page.
+DEFAULT_RETURN_TO = "/"
 STATIC_DIRECTORY = FilePath(__file__).sibling("static")
 
 
