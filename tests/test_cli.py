@@ -737,6 +737,20 @@ class UserAddTests(CLITestCase):
             self.assertNotIn("s3cret-pass", result.stderr)
         self.assertIsNone(await self.stored_user("bob"))
 
+    async def test_unrecognized_values_hidden(self) -> None:
+        """
+        Unrecognized arguments are named by their option only, so a password
+        typed in the wrong place is not echoed.
+        """
+        await self.init()
+        result = await self.fails(
+            2, "user", "list", "--pass", "hunter22-secret", "--colour=hunter33"
+        )
+        self.assertIn("unrecognized arguments: --pass --colour", result.stderr)
+        self.assertIn("1 other value(s), not shown", result.stderr)
+        self.assertNotIn("hunter22", result.stderr)
+        self.assertNotIn("hunter33", result.stderr)
+
     async def test_password_positional_rejected(self) -> None:
         """
         An extra argument after the username is a usage error.

@@ -14,6 +14,8 @@ from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
@@ -370,6 +372,29 @@ class HealthCheckTests(SynchronousTestCase):
 
         self.assertEqual(self.get(web), (503, {"status": "error", "database": "error"}))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_failureLoggedOnce(self) -> None:
+        """
+        Repeated failed probes log the failure once, and the recovery once.
+        """
+        results: list[Deferred[None]] = [
+            fail(RuntimeError("closed")),
+            fail(RuntimeError("closed")),
+            fail(RuntimeError("closed")),
+            succeed(None),
+        ]
+        web = WebApp(
+            clock=Clock(),
+            directory=lambda: FakeDirectory(results.pop(0)),
+        )
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        codes = [self.get(web)[0] for _ in range(4)]
+
+        self.assertEqual(codes, [503, 503, 503, 200])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        messages = [event["log_format"] for event in observer]
+        self.assertIn("Health check: the database is reachable again", messages)
 
     def test_timeout(self) -> None:
         """

@@ -111,12 +111,33 @@ class _ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise usage.UsageError(f"{message} (see '{self.prog} --help')")
+        raise usage.UsageError(f"{_hide_values(message)} (see '{self.prog} --help')")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
             sys.stderr.write(message)
         raise _Exit(status)
+
+
+_UNRECOGNIZED = "unrecognized arguments: "
+
+
+def _hide_values(message: str) -> str:
+    """
+    Keep only option names in argparse's list of unrecognized arguments,
+    because a stray value may be a password typed in the wrong place.
+    """
+    if not message.startswith(_UNRECOGNIZED):
+        return message
+    words = message[len(_UNRECOGNIZED) :].split()
+    options = [word.split("=", 1)[0] for word in words if word.startswith("-")]
+    hidden = len(words) - len(options)
+    parts = []
+    if options:
+        parts.append(" ".join(options))
+    if hidden:
+        parts.append(f"{hidden} other value(s), not shown")
+    return _UNRECOGNIZED + "; ".join(parts)
 
 
 @dataclass

@@ -64,6 +64,7 @@ class WebApp:
         self.clock = clock
         self.directory = directory
         self.ping_timeout = ping_timeout
+        self._last_state = "ok"
 
     @app.route("/healthz", methods=["GET", "HEAD"])
     async def healthz(self, request: IRequest) -> bytes:
@@ -76,6 +77,9 @@ class WebApp:
         request.setHeader(b"Cache-Control", b"no-store")
 
         database = await self._check_database()
+        if database == "ok" and self._last_state != "ok":
+            self.log.info("Health check: the database is reachable again")
+        self._last_state = database
         if database == "ok":
             body = {"status": "ok", "database": "ok"}
         else:
@@ -90,13 +94,17 @@ class WebApp:
         try:
             await directory.ping().addTimeout(self.ping_timeout, self.clock)
         except TimeoutError:
-            self.log.error(
-                "Health check: the database did not respond within {timeout} s",
-                timeout=self.ping_timeout,
-            )
+            # A load balancer probes every few seconds: log a change of
+            # state, not every failed probe.
+            if self._last_state != "timeout":
+                self.log.error(
+                    "Health check: the database did not respond within {timeout} s",
+                    timeout=self.ping_timeout,
+                )
             return "timeout"
         except Exception:
-            self.log.failure("Health check: the database ping failed")
+            if self._last_state != "error":
+                self.log.failure("Health check: the database ping failed")
             return "error"
         return "ok"
 
@@ -118,6 +126,5 @@ def build_http_resource(
         L{WebApp}.
     """
     web = WebApp(clock=clock, directory=directory)
-    # NOTE: the dashboard is not served yet; its routes join here.
     router = PrefixRouter(routes, web.app.resource())
     return FrontResource(router, config.http.trusted_proxies)
