@@ -9,6 +9,7 @@ point gets the same behaviour and the counters are shared between them.
 from __future__ import annotations
 
 import enum
+import re
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -223,9 +224,13 @@ class LoginService:
         else:
             user = await self.directory.user_by_login(creds.login)
             display_user = creds.login.strip().lower()
+        user_key = f"user:{user.id}" if user is not None else f"login:{display_user}"
         if user is not None:
             display_user = user.username
-        user_key = f"user:{user.id}" if user is not None else f"login:{display_user}"
+        elif not _looks_like_login(display_user):
+            # People type their password into the username field: a name
+            # that cannot be a username or email is kept out of the logs.
+            display_user = "(not a valid username)"
 
         await self._check_limits(
             user_key, display_user, creds.address, creds.entry_point
@@ -436,6 +441,16 @@ class LoginService:
         if self._dummy_hash is None:
             self._dummy_hash = await hasher.hash("unused password for timing")
         await hasher.verify(self._dummy_hash, password)
+
+
+_LOGIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}|[^@\s]{1,64}@[^@\s]{1,255}")
+
+
+def _looks_like_login(name: str) -> bool:
+    """
+    Tell whether C{name} has the form of a username or an email address.
+    """
+    return _LOGIN_NAME.fullmatch(name) is not None
 
 
 async def _maybe_user(directory: IDirectory, user_id: str) -> User | None:

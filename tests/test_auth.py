@@ -138,6 +138,22 @@ class LoginServiceTests(TestCase):
         self.assertEqual(event.detail, "wrong password")
         self.assertNotIn("hunter22", repr(event))
 
+    async def test_unknownNameNotLogged(self) -> None:
+        """
+        A typed name that cannot be a username or email, such as a password
+        typed into the wrong field, does not reach the audit log.
+        """
+        await self.addAlice()
+        await self.assertFailure(
+            self.service.authenticate(self.login("Tr0ub4dor&3 x")), LoginFailed
+        )
+        await self.assertFailure(
+            self.service.authenticate(self.login("carol")), LoginFailed
+        )
+        events = await self.directory.events(kind="login.failed")
+        actors = sorted(str(event.actor) for event in events)
+        self.assertEqual(actors, ["(not a valid username)", "carol"])
+
     async def test_userRateLimit(self) -> None:
         """
         Past the per-user limit even the right password fails without a
