@@ -577,6 +577,15 @@ class AuditAdminTests(AdminTestCase):
         self.assertIn("login.failed", response.text)
         self.assertNotIn("<code>group.add</code>", response.text)
 
+    async def test_page_out_of_range(self) -> None:
+        """
+        A page number past any offset the database takes shows an empty
+        page instead of failing.
+        """
+        for page in ("99999999999999999999999", "-3", "x", "9" * 5000):
+            response = await in_thread(self.admin.get, f"/admin/audit?page={page}")
+            self.assertEqual(response.status_code, 200, page[:30])
+
 
 class LDAPAdminTests(AdminTestCase):
     """
