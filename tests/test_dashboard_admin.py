@@ -421,6 +421,21 @@ class SettingsAdminTests(AdminTestCase):
             "The setting &#x27;name&#x27; must not be empty.",
         )
 
+    async def test_notice_from_link(self) -> None:
+        """
+        The confirmation shows the count of ended sessions from its link
+        only when it is a number, so a crafted link cannot put text there.
+        """
+        response = await in_thread(self.admin.get, "/admin/settings?done=saved&ended=3")
+        self.assertIn("the sessions of 3 users without 2FA ended", response.text)
+        response = await in_thread(
+            self.admin.get,
+            "/admin/settings?done=saved&ended=all+your+admins.+Call+555",
+        )
+        self.assertIn("The settings were saved.", response.text)
+        self.assertNotIn("Call 555", response.text)
+        self.assertNotIn("Mandatory 2FA is on", response.text)
+
     async def test_mandatory_2fa_ends_sessions(self) -> None:
         """
         Turning mandatory 2FA on ends at once the browser and app sessions

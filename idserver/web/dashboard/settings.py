@@ -70,11 +70,12 @@ class SettingsPages(DashboardPages):
         if not isinstance(viewer, Viewer):
             return viewer
         notice = None
-        done = (request.args or {}).get(b"ended", [])
+        ended = (request.args or {}).get(b"ended", [])
         if (request.args or {}).get(b"done"):
             notice = "The settings were saved."
-            if done:
-                count = done[0].decode("ascii", "replace")
+            # The count comes from the link, so only a number is shown.
+            if len(ended) == 1 and ended[0].isdigit():
+                count = int(ended[0])
                 notice += (
                     f" Mandatory 2FA is on: the sessions of {count} users"
                     " without 2FA ended."
