@@ -173,6 +173,23 @@ class SignInTests(DashboardTestCase):
         )
         self.assertEqual(response.headers["Cache-Control"], "no-store")
 
+    async def test_doubled_slashes_not_redirected(self) -> None:
+        """
+        A path with doubled slashes is not found, rather than redirected to
+        a URL built from the Host header the client sent.
+        """
+        client = await self.signed_in()
+        for path in ("/account//profile", "/admin/users//new", "/account/sessions//"):
+            response = await in_thread(
+                client.session.get,
+                self.server.base_url + path,
+                headers={"Host": "evil.example"},
+                allow_redirects=False,
+                timeout=10,
+            )
+            self.assertEqual(response.status_code, 404, path)
+            self.assertNotIn("Location", response.headers, path)
+
     async def test_idle_session_expires(self) -> None:
         """
         A session unused for longer than the idle timeout is over: the next

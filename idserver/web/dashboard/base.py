@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -147,6 +148,15 @@ class DashboardPages:
     """
 
     log = Logger()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        app = cls.__dict__.get("app")
+        if isinstance(app, Klein):
+            # Werkzeug redirects a path with doubled slashes to an absolute
+            # URL built from the Host header, which the client chooses, so
+            # such a path gets 404 instead.
+            app.url_map.merge_slashes = False
 
     def __init__(self, context: DashboardContext) -> None:
         self.context = context
