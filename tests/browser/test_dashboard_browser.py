@@ -440,3 +440,41 @@ class AdminTests(BrowserTestCase):
         alice = await self.server.directory.user_by_username("alice")
         assert alice is not None
         self.assertTrue(alice.totp_enabled)
+
+
+class LayoutTests(BrowserTestCase):
+    """
+    The layout without JavaScript.
+    """
+
+    def setUp(self) -> Any:
+        self.server = DashboardServer.start(self)
+        return self.server.add_user("owner", display_name="Owner", role="admin")
+
+    async def test_copy_buttons_without_javascript(self) -> None:
+        """
+        Without JavaScript the Copy buttons, which need it, stay hidden
+        and the values are plain read-only fields.
+        """
+
+        def steps(browser: Any, base: str) -> dict[str, Any]:
+            context = browser.new_context(
+                ignore_https_errors=True, java_script_enabled=False
+            )
+            page = context.new_page()
+            page.set_default_timeout(15000)
+            sign_in(page, base, "owner")
+            page.wait_for_selector("h1:text('Your apps')")
+            page.goto(base + "/admin/clients")
+            result = {
+                "buttons": page.locator("button.copy").count(),
+                "visible": page.locator("button.copy:visible").count(),
+                "issuer": page.input_value("#endpoints-issuer"),
+            }
+            context.close()
+            return result
+
+        result = await self.browser.run(steps, self.server.base_url)
+        self.assertGreater(result["buttons"], 0)
+        self.assertEqual(result["visible"], 0)
+        self.assertEqual(result["issuer"], self.server.issuer)
