@@ -592,6 +592,34 @@ class AuditAdminTests(AdminTestCase):
         self.assertIn("login.failed", response.text)
         self.assertNotIn("<code>group.add</code>", response.text)
 
+    async def test_user_event_types(self) -> None:
+        """
+        The type filter offers the profile changes and the signed-out
+        browsers of users, and finds them.
+        """
+        alice = await self.signed_in("alice")
+        await self.signed_in("alice")
+        await in_thread(alice.get, "/account/profile")
+        await in_thread(
+            alice.post,
+            "/account/profile",
+            {"display_name": "Alice", "email": "alice@example.com"},
+        )
+        await in_thread(alice.get, "/account/sessions")
+        sid = re.findall(r'name="sid" value="([^"]*)"', alice.page)[0]
+        await in_thread(alice.post, "/account/sessions/signout", {"sid": sid})
+
+        for kind, label in (
+            ("profile.update", "Profile changes by users"),
+            ("session.end", "Signed-out browsers"),
+        ):
+            prefix = kind.split(".")[0]
+            response = await in_thread(self.admin.get, f"/admin/audit?type={prefix}")
+            self.assertIn(f'<option value="{prefix}" selected>{label}', response.text)
+            self.assertEqual(
+                re.findall(r"<code>([a-z_.]+)</code>", response.text), [kind]
+            )
+
     async def test_page_out_of_range(self) -> None:
         """
         A page number past any offset the database takes shows an empty

@@ -32,12 +32,14 @@ EVENT_TYPES: tuple[tuple[str, str], ...] = (
     ("totp", "2FA changes by users"),
     ("user.totp", "2FA changes by admins"),
     ("password", "Password changes by users"),
+    ("profile", "Profile changes by users"),
     ("user", "User changes"),
     ("group", "Group changes"),
     ("client", "OpenID client changes"),
     ("ldap_server", "LDAP server changes"),
     ("settings", "Settings changes"),
     ("grant", "Revoked app sessions"),
+    ("session", "Signed-out browsers"),
 )
 
 _KNOWN_TYPES = {prefix for prefix, _ in EVENT_TYPES}
