@@ -526,6 +526,25 @@ class ClientAdminTests(AdminTestCase):
         )
         self.assertEqual(await self.server.oidc.clients.list_clients(), [])
 
+    async def test_control_characters_in_urls(self) -> None:
+        """
+        Redirect URIs and launch URLs with control characters, and launch
+        URLs with spaces or longer than a redirect URI may be, are reported
+        under their inputs and not stored.
+        """
+        for name, value in (
+            ("redirect_uris", "https://wiki.example/cb\x00"),
+            ("redirect_uris", "https://wiki.example/cb\x7f"),
+            ("redirect_uris", "com.example.app:/cb\x9b"),
+            ("launch_url", "https://wiki.example/\x00"),
+            ("launch_url", "https://wiki.example/a b"),
+            ("launch_url", "https://wiki.example/" + "a" * 2000),
+        ):
+            response = await self.create(**{name: value})
+            self.assertEqual(response.status_code, 400, repr(value[:40]))
+            self.assertIn("control characters", field_error(response.text, name) or "")
+        self.assertEqual(await self.server.oidc.clients.list_clients(), [])
+
     async def test_edit_regenerate_delete(self) -> None:
         """
         An admin edits a client, regenerates its secret and deletes it.
