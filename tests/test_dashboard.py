@@ -469,6 +469,27 @@ class PasswordTests(DashboardTestCase):
         events = await self.server.directory.events(user="alice", kind="login.failed")
         self.assertEqual(events[0].detail, "wrong password")
 
+    async def test_rate_limited(self) -> None:
+        """
+        Past the failure limit the right current password is not checked,
+        and the form says so instead of calling it wrong.
+        """
+        client = await self.signed_in()
+        logins = self.server.oidc.logins
+        for _ in range(logins.user_limit):
+            await logins.rate_limits.add_failure(f"user:{self.alice.id}", 300.0)
+        response = await self.change(client)
+        self.assertEqual(response.status_code, 400)
+        self.assertIn(
+            "Too many failed attempts",
+            field_error(response.text, "current_password") or "",
+        )
+        self.assertFalse(
+            await self.server.directory.check_password(
+                self.alice.id, "a much better secret"
+            )
+        )
+
     async def test_rules_of_the_directory(self) -> None:
         """
         A short password gets the same text as the command line, under the
