@@ -114,10 +114,9 @@ def build_http_resource(
     @param directory: returns the open directory, or C{None} while it is
         not open.
     @param routes: returns the path prefixes served by other resources
-        (the OpenID Connect provider and its login pages); the rest goes to
-        L{WebApp}.
+        (the OpenID Connect provider, its login pages and the dashboard);
+        the rest goes to L{WebApp}.
     """
     web = WebApp(clock=clock, directory=directory)
-    # NOTE: the dashboard is not served yet; its routes join here.
     router = PrefixRouter(routes, web.app.resource())
     return FrontResource(router, config.http.trusted_proxies)
