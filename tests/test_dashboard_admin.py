@@ -428,6 +428,8 @@ class SettingsAdminTests(AdminTestCase):
         """
         response = await in_thread(self.admin.get, "/admin/settings?done=saved&ended=3")
         self.assertIn("the sessions of 3 users without 2FA ended", response.text)
+        response = await in_thread(self.admin.get, "/admin/settings?done=saved&ended=1")
+        self.assertIn("the sessions of 1 user without 2FA ended", response.text)
         response = await in_thread(
             self.admin.get,
             "/admin/settings?done=saved&ended=all+your+admins.+Call+555",

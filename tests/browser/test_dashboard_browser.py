@@ -434,7 +434,7 @@ class AdminTests(BrowserTestCase):
             return {"notice": notice, "signed_out": signed_out, "enrol": enrol_url}
 
         result = await self.browser.run(steps, self.server.base_url)
-        self.assertIn("the sessions of 1 users without 2FA ended", result["notice"])
+        self.assertIn("the sessions of 1 user without 2FA ended", result["notice"])
         self.assertIn("/login", result["signed_out"])
         self.assertIn("/login/enrol", result["enrol"])
         alice = await self.server.directory.user_by_username("alice")
