@@ -271,6 +271,10 @@ class UserAdminTests(AdminTestCase):
         await in_thread(code_flow, alice, app.client_id, secret)
         response = await in_thread(self.admin.get, f"/admin/users/{self.alice.id}")
         self.assertIn("Notes", response.text)
+        # The tables' headings sit one level below the page's Sessions.
+        self.assertIn("<h2>Sessions</h2>", response.text)
+        self.assertIn("<h3>Apps</h3>", response.text)
+        self.assertIn("<h3>Signed-in browsers</h3>", response.text)
         grant = re.findall(r'name="grant" value="([^"]*)"', response.text)[0]
         response = await in_thread(
             self.admin.post, f"/admin/users/{self.alice.id}/revoke", {"grant": grant}

@@ -471,7 +471,7 @@ class UserPages(SessionListing):
             element("h2", "Groups"),
             await self._groups_section(viewer, user, groups),
             element("h2", "Sessions"),
-            await self.sessions_tables(viewer, user, base),
+            await self.sessions_tables(viewer, user, base, heading="h3"),
             element("h2", "Delete"),
             element(
                 "p",
