@@ -626,6 +626,13 @@ class AppSessionTests(DashboardTestCase):
             refresh_token=tokens["refresh_token"],
         )
         self.assertEqual(refreshed["error"], "invalid_grant")
+        userinfo = await in_thread(
+            client.session.get,
+            f"{self.server.issuer}/me",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+            timeout=10,
+        )
+        self.assertEqual(userinfo.status_code, 401)
 
     async def test_revoke_other_users_grant(self) -> None:
         """
@@ -660,6 +667,25 @@ class AppSessionTests(DashboardTestCase):
         await in_thread(client.post, "/account/sessions/signout", {"sid": sid[0]})
         response = await in_thread(other.get, "/")
         self.assertIn('name="password"', response.text)
+
+    async def test_sign_out_other_users_browser(self) -> None:
+        """
+        A user cannot end another user's browser session with its id.
+        """
+        await self.server.add_user("bob")
+        bob = await self.signed_in("bob")
+        bob_user = await self.server.directory.user_by_username("bob")
+        assert bob_user is not None
+        (session,) = await self.server.oidc.store.sessions_of(bob_user.id)
+
+        client = await self.signed_in()
+        await in_thread(client.get, "/account/sessions")
+        response = await in_thread(
+            client.post, "/account/sessions/signout", {"sid": session.sid}
+        )
+        self.assertEqual(response.status_code, 404)
+        response = await in_thread(bob.get, "/account/profile")
+        self.assertNotIn('name="password"', response.text)
 
 
 class MandatoryTOTPTests(DashboardTestCase):
