@@ -160,6 +160,26 @@ class UserAdminTests(AdminTestCase):
         )
         self.assertTrue((await self.user(self.owner)).is_admin)
 
+    async def test_demote_self(self) -> None:
+        """
+        An admin who removes their own admin role, while another admin
+        remains, lands on the home page instead of a 403 page.
+        """
+        await self.server.add_user("boss", role="admin")
+        response = await self.post(
+            f"/admin/users/{self.owner.id}",
+            {
+                "display_name": "",
+                "email": "owner@example.com",
+                "role": "user",
+                "active": ["false", "true"],
+            },
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("<h1>Your apps</h1>", response.text)
+        self.assertNotIn("/admin/users", response.text)
+        self.assertFalse((await self.user(self.owner)).is_admin)
+
     async def test_edit_locked_profile(self) -> None:
         """
         Admins may edit a user's profile while profiles are locked.

@@ -606,6 +606,9 @@ class UserPages(SessionListing):
         if user.active and not updated.active:
             await self.context.store.end_user_sessions(user.id)
         await self.record(request, viewer, "user.update", user.username, changes)
+        if user.id == viewer.user.id and not updated.is_admin:
+            # An admin who gave up the role may no longer see this page.
+            return self.redirect(request, "/")
         return self.redirect(request, f"/admin/users/{user.id}?done=saved")
 
     @app.route("/admin/users/<string:user_id>/password", methods=["POST"])
