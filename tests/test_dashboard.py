@@ -164,13 +164,15 @@ class SignInTests(DashboardTestCase):
 
     async def test_security_headers(self) -> None:
         """
-        Dashboard pages forbid framing and are not cached.
+        Dashboard pages forbid framing and forms that post to other sites,
+        and are not cached.
         """
         client = await self.signed_in()
         response = await in_thread(client.get, "/")
-        self.assertIn(
-            "frame-ancestors 'none'", response.headers["Content-Security-Policy"]
-        )
+        policy = response.headers["Content-Security-Policy"]
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertIn("default-src 'self'", policy)
+        self.assertIn("form-action 'self'", policy)
         self.assertEqual(response.headers["Cache-Control"], "no-store")
 
     async def test_doubled_slashes_not_redirected(self) -> None:

@@ -29,7 +29,7 @@ from idserver.sessions.model import BrowserSession
 from idserver.web.csrf import check_csrf, csrf_input
 from idserver.web.dashboard.html import Child, element, join
 from idserver.web.login import request_form
-from idserver.web.request import client_address
+from idserver.web.request import SECURITY_HEADERS, client_address
 from idserver.web.session import SessionManager
 from idserver.web.templates import Markup, render
 
@@ -44,6 +44,13 @@ __all__ = [
 
 #: The entry point recorded in audit events of the dashboard.
 ENTRY_POINT = "web"
+
+#: The site's Content-Security-Policy with form-action added: every form of
+#: the dashboard posts to this server, which the login pages' form_post
+#: response mode cannot promise.
+DASHBOARD_POLICY = (
+    SECURITY_HEADERS[b"Content-Security-Policy"] + b"; form-action 'self'"
+)
 
 
 @dataclass
@@ -304,6 +311,7 @@ class DashboardPages:
         """
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"Content-Security-Policy", DASHBOARD_POLICY)
         notice_markup = (
             element("p", notice, class_="alert alert-ok", role="status")
             if notice
