@@ -514,7 +514,7 @@ class PasswordTests(DashboardTestCase):
         response = await self.change(client, confirm_password="something else")
         self.assertEqual(
             field_error(response.text, "confirm_password"),
-            "The two new passwords differ.",
+            "The passwords do not match.",
         )
 
 

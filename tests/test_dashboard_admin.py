@@ -249,6 +249,34 @@ class UserAdminTests(AdminTestCase):
         )
         self.assertIn("too short", field_error(response.text, "password") or "")
 
+    async def test_passwords_do_not_match(self) -> None:
+        """
+        Two different passwords, on the new user form and the password
+        form, get the command line's text under the second input.
+        """
+        response = await self.post(
+            "/admin/users/new",
+            {
+                "username": "carol",
+                "email": "carol@example.com",
+                "role": "user",
+                "password": "carol's password",
+                "confirm_password": "carol's passwort",
+            },
+        )
+        self.assertEqual(
+            field_error(response.text, "confirm_password"),
+            "The passwords do not match.",
+        )
+        response = await self.post(
+            f"/admin/users/{self.alice.id} /admin/users/{self.alice.id}/password",
+            {"password": "set by the admin", "confirm_password": "set by the admin!"},
+        )
+        self.assertEqual(
+            field_error(response.text, "confirm_password"),
+            "The passwords do not match.",
+        )
+
     async def test_reset_totp(self) -> None:
         """
         Resetting 2FA turns it off.
@@ -776,6 +804,13 @@ class LDAPAdminTests(AdminTestCase):
         self.assertEqual(
             field_error(response.text, "secret"),
             "The secret is too short: at least 8 characters.",
+        )
+        response = await self.post(
+            "/admin/ldap /admin/ldap/secret",
+            {"secret": "a long ldap secret", "confirm_secret": "a long ldap secreT"},
+        )
+        self.assertEqual(
+            field_error(response.text, "confirm_secret"), "The secrets do not match."
         )
         response = await self.post(
             "/admin/ldap /admin/ldap/secret",

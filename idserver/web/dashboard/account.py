@@ -440,7 +440,7 @@ class AccountPages(SessionListing):
         if checked is not None:
             state.add_error("current_password", checked)
         elif new_password != form_value(form, "confirm_password"):
-            state.add_error("confirm_password", "The two new passwords differ.")
+            state.add_error("confirm_password", "The passwords do not match.")
         else:
             try:
                 await self.directory.set_password(user.id, new_password)

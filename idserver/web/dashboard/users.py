@@ -280,7 +280,7 @@ class UserPages(SessionListing):
         state.values.pop("password")
         state.values.pop("confirm_password")
         if password is not None and password != form_value(form, "confirm_password"):
-            state.add_error("confirm_password", "The two passwords differ.")
+            state.add_error("confirm_password", "The passwords do not match.")
             request.setResponseCode(400)
             return self._new_page(request, viewer, state)
 
@@ -628,7 +628,7 @@ class UserPages(SessionListing):
         state = FormState()
         password = form_value(form, "password")
         if password != form_value(form, "confirm_password"):
-            state.add_error("confirm_password", "The two passwords differ.")
+            state.add_error("confirm_password", "The passwords do not match.")
         else:
             try:
                 await self.directory.set_password(user.id, password)
