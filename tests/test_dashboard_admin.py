@@ -634,6 +634,10 @@ class ClientAdminTests(AdminTestCase):
         assert updated is not None
         self.assertEqual(updated.secret_hash, hash_client_secret(secret))
 
+        # The same event kind and detail as idserver-admin client set.
+        events = await self.server.directory.events(kind="client.set")
+        self.assertEqual([e.detail for e in events], ["new secret", "Notes 2"])
+
         response = await self.post(f"{path} {path}/delete")
         self.assertIn("The client was deleted.", response.text)
         self.assertIsNone(await self.server.oidc.clients.get_client(client.client_id))
