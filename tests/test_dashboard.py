@@ -164,14 +164,33 @@ class SignInTests(DashboardTestCase):
 
     async def test_security_headers(self) -> None:
         """
-        Dashboard pages forbid framing and are not cached.
+        Dashboard pages forbid framing and forms that post to other sites,
+        and are not cached.
         """
         client = await self.signed_in()
         response = await in_thread(client.get, "/")
-        self.assertIn(
-            "frame-ancestors 'none'", response.headers["Content-Security-Policy"]
-        )
+        policy = response.headers["Content-Security-Policy"]
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertIn("default-src 'self'", policy)
+        self.assertIn("form-action 'self'", policy)
         self.assertEqual(response.headers["Cache-Control"], "no-store")
+
+    async def test_doubled_slashes_not_redirected(self) -> None:
+        """
+        A path with doubled slashes is not found, rather than redirected to
+        a URL built from the Host header the client sent.
+        """
+        client = await self.signed_in()
+        for path in ("/account//profile", "/admin/users//new", "/account/sessions//"):
+            response = await in_thread(
+                client.session.get,
+                self.server.base_url + path,
+                headers={"Host": "evil.example"},
+                allow_redirects=False,
+                timeout=10,
+            )
+            self.assertEqual(response.status_code, 404, path)
+            self.assertNotIn("Location", response.headers, path)
 
     async def test_idle_session_expires(self) -> None:
         """
@@ -452,6 +471,27 @@ class PasswordTests(DashboardTestCase):
         events = await self.server.directory.events(user="alice", kind="login.failed")
         self.assertEqual(events[0].detail, "wrong password")
 
+    async def test_rate_limited(self) -> None:
+        """
+        Past the failure limit the right current password is not checked,
+        and the form says so instead of calling it wrong.
+        """
+        client = await self.signed_in()
+        logins = self.server.oidc.logins
+        for _ in range(logins.user_limit):
+            await logins.rate_limits.add_failure(f"user:{self.alice.id}", 300.0)
+        response = await self.change(client)
+        self.assertEqual(response.status_code, 400)
+        self.assertIn(
+            "Too many failed attempts",
+            field_error(response.text, "current_password") or "",
+        )
+        self.assertFalse(
+            await self.server.directory.check_password(
+                self.alice.id, "a much better secret"
+            )
+        )
+
     async def test_rules_of_the_directory(self) -> None:
         """
         A short password gets the same text as the command line, under the
@@ -474,7 +514,7 @@ class PasswordTests(DashboardTestCase):
         response = await self.change(client, confirm_password="something else")
         self.assertEqual(
             field_error(response.text, "confirm_password"),
-            "The two new passwords differ.",
+            "The passwords do not match.",
         )
 
 
@@ -588,6 +628,13 @@ class AppSessionTests(DashboardTestCase):
             refresh_token=tokens["refresh_token"],
         )
         self.assertEqual(refreshed["error"], "invalid_grant")
+        userinfo = await in_thread(
+            client.session.get,
+            f"{self.server.issuer}/me",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+            timeout=10,
+        )
+        self.assertEqual(userinfo.status_code, 401)
 
     async def test_revoke_other_users_grant(self) -> None:
         """
@@ -622,6 +669,25 @@ class AppSessionTests(DashboardTestCase):
         await in_thread(client.post, "/account/sessions/signout", {"sid": sid[0]})
         response = await in_thread(other.get, "/")
         self.assertIn('name="password"', response.text)
+
+    async def test_sign_out_other_users_browser(self) -> None:
+        """
+        A user cannot end another user's browser session with its id.
+        """
+        await self.server.add_user("bob")
+        bob = await self.signed_in("bob")
+        bob_user = await self.server.directory.user_by_username("bob")
+        assert bob_user is not None
+        (session,) = await self.server.oidc.store.sessions_of(bob_user.id)
+
+        client = await self.signed_in()
+        await in_thread(client.get, "/account/sessions")
+        response = await in_thread(
+            client.post, "/account/sessions/signout", {"sid": session.sid}
+        )
+        self.assertEqual(response.status_code, 404)
+        response = await in_thread(bob.get, "/account/profile")
+        self.assertNotIn('name="password"', response.text)
 
 
 class MandatoryTOTPTests(DashboardTestCase):

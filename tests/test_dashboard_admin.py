@@ -160,6 +160,26 @@ class UserAdminTests(AdminTestCase):
         )
         self.assertTrue((await self.user(self.owner)).is_admin)
 
+    async def test_demote_self(self) -> None:
+        """
+        An admin who removes their own admin role, while another admin
+        remains, lands on the home page instead of a 403 page.
+        """
+        await self.server.add_user("boss", role="admin")
+        response = await self.post(
+            f"/admin/users/{self.owner.id}",
+            {
+                "display_name": "",
+                "email": "owner@example.com",
+                "role": "user",
+                "active": ["false", "true"],
+            },
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("<h1>Your apps</h1>", response.text)
+        self.assertNotIn("/admin/users", response.text)
+        self.assertFalse((await self.user(self.owner)).is_admin)
+
     async def test_edit_locked_profile(self) -> None:
         """
         Admins may edit a user's profile while profiles are locked.
@@ -229,6 +249,34 @@ class UserAdminTests(AdminTestCase):
         )
         self.assertIn("too short", field_error(response.text, "password") or "")
 
+    async def test_passwords_do_not_match(self) -> None:
+        """
+        Two different passwords, on the new user form and the password
+        form, get the command line's text under the second input.
+        """
+        response = await self.post(
+            "/admin/users/new",
+            {
+                "username": "carol",
+                "email": "carol@example.com",
+                "role": "user",
+                "password": "carol's password",
+                "confirm_password": "carol's passwort",
+            },
+        )
+        self.assertEqual(
+            field_error(response.text, "confirm_password"),
+            "The passwords do not match.",
+        )
+        response = await self.post(
+            f"/admin/users/{self.alice.id} /admin/users/{self.alice.id}/password",
+            {"password": "set by the admin", "confirm_password": "set by the admin!"},
+        )
+        self.assertEqual(
+            field_error(response.text, "confirm_password"),
+            "The passwords do not match.",
+        )
+
     async def test_reset_totp(self) -> None:
         """
         Resetting 2FA turns it off.
@@ -271,6 +319,10 @@ class UserAdminTests(AdminTestCase):
         await in_thread(code_flow, alice, app.client_id, secret)
         response = await in_thread(self.admin.get, f"/admin/users/{self.alice.id}")
         self.assertIn("Notes", response.text)
+        # The tables' headings sit one level below the page's Sessions.
+        self.assertIn("<h2>Sessions</h2>", response.text)
+        self.assertIn("<h3>Apps</h3>", response.text)
+        self.assertIn("<h3>Signed-in browsers</h3>", response.text)
         grant = re.findall(r'name="grant" value="([^"]*)"', response.text)[0]
         response = await in_thread(
             self.admin.post, f"/admin/users/{self.alice.id}/revoke", {"grant": grant}
@@ -421,6 +473,23 @@ class SettingsAdminTests(AdminTestCase):
             "The setting &#x27;name&#x27; must not be empty.",
         )
 
+    async def test_notice_from_link(self) -> None:
+        """
+        The confirmation shows the count of ended sessions from its link
+        only when it is a number, so a crafted link cannot put text there.
+        """
+        response = await in_thread(self.admin.get, "/admin/settings?done=saved&ended=3")
+        self.assertIn("the sessions of 3 users without 2FA ended", response.text)
+        response = await in_thread(self.admin.get, "/admin/settings?done=saved&ended=1")
+        self.assertIn("the sessions of 1 user without 2FA ended", response.text)
+        response = await in_thread(
+            self.admin.get,
+            "/admin/settings?done=saved&ended=all+your+admins.+Call+555",
+        )
+        self.assertIn("The settings were saved.", response.text)
+        self.assertNotIn("Call 555", response.text)
+        self.assertNotIn("Mandatory 2FA is on", response.text)
+
     async def test_mandatory_2fa_ends_sessions(self) -> None:
         """
         Turning mandatory 2FA on ends at once the browser and app sessions
@@ -511,6 +580,25 @@ class ClientAdminTests(AdminTestCase):
         )
         self.assertEqual(await self.server.oidc.clients.list_clients(), [])
 
+    async def test_control_characters_in_urls(self) -> None:
+        """
+        Redirect URIs and launch URLs with control characters, and launch
+        URLs with spaces or longer than a redirect URI may be, are reported
+        under their inputs and not stored.
+        """
+        for name, value in (
+            ("redirect_uris", "https://wiki.example/cb\x00"),
+            ("redirect_uris", "https://wiki.example/cb\x7f"),
+            ("redirect_uris", "com.example.app:/cb\x9b"),
+            ("launch_url", "https://wiki.example/\x00"),
+            ("launch_url", "https://wiki.example/a b"),
+            ("launch_url", "https://wiki.example/" + "a" * 2000),
+        ):
+            response = await self.create(**{name: value})
+            self.assertEqual(response.status_code, 400, repr(value[:40]))
+            self.assertIn("control characters", field_error(response.text, name) or "")
+        self.assertEqual(await self.server.oidc.clients.list_clients(), [])
+
     async def test_edit_regenerate_delete(self) -> None:
         """
         An admin edits a client, regenerates its secret and deletes it.
@@ -546,6 +634,10 @@ class ClientAdminTests(AdminTestCase):
         assert updated is not None
         self.assertEqual(updated.secret_hash, hash_client_secret(secret))
 
+        # The same event kind and detail as idserver-admin client set.
+        events = await self.server.directory.events(kind="client.set")
+        self.assertEqual([e.detail for e in events], ["new secret", "Notes 2"])
+
         response = await self.post(f"{path} {path}/delete")
         self.assertIn("The client was deleted.", response.text)
         self.assertIsNone(await self.server.oidc.clients.get_client(client.client_id))
@@ -576,6 +668,43 @@ class AuditAdminTests(AdminTestCase):
         response = await in_thread(self.admin.get, "/admin/audit?user=alice")
         self.assertIn("login.failed", response.text)
         self.assertNotIn("<code>group.add</code>", response.text)
+
+    async def test_user_event_types(self) -> None:
+        """
+        The type filter offers the profile changes and the signed-out
+        browsers of users, and finds them.
+        """
+        alice = await self.signed_in("alice")
+        await self.signed_in("alice")
+        await in_thread(alice.get, "/account/profile")
+        await in_thread(
+            alice.post,
+            "/account/profile",
+            {"display_name": "Alice", "email": "alice@example.com"},
+        )
+        await in_thread(alice.get, "/account/sessions")
+        sid = re.findall(r'name="sid" value="([^"]*)"', alice.page)[0]
+        await in_thread(alice.post, "/account/sessions/signout", {"sid": sid})
+
+        for kind, label in (
+            ("profile.update", "Profile changes by users"),
+            ("session.end", "Signed-out browsers"),
+        ):
+            prefix = kind.split(".")[0]
+            response = await in_thread(self.admin.get, f"/admin/audit?type={prefix}")
+            self.assertIn(f'<option value="{prefix}" selected>{label}', response.text)
+            self.assertEqual(
+                re.findall(r"<code>([a-z_.]+)</code>", response.text), [kind]
+            )
+
+    async def test_page_out_of_range(self) -> None:
+        """
+        A page number past any offset the database takes shows an empty
+        page instead of failing.
+        """
+        for page in ("99999999999999999999999", "-3", "x", "9" * 5000):
+            response = await in_thread(self.admin.get, f"/admin/audit?page={page}")
+            self.assertEqual(response.status_code, 200, page[:30])
 
 
 class LDAPAdminTests(AdminTestCase):
@@ -679,6 +808,13 @@ class LDAPAdminTests(AdminTestCase):
         self.assertEqual(
             field_error(response.text, "secret"),
             "The secret is too short: at least 8 characters.",
+        )
+        response = await self.post(
+            "/admin/ldap /admin/ldap/secret",
+            {"secret": "a long ldap secret", "confirm_secret": "a long ldap secreT"},
+        )
+        self.assertEqual(
+            field_error(response.text, "confirm_secret"), "The secrets do not match."
         )
         response = await self.post(
             "/admin/ldap /admin/ldap/secret",

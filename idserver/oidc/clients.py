@@ -79,6 +79,12 @@ def check_client_secret(client: Client, secret: str) -> bool:
     return hmac.compare_digest(hash_client_secret(secret), client.secret_hash)
 
 
+def _has_space_or_control(text: str) -> bool:
+    # A control character (NUL, DEL, C1) would end up raw in a Location
+    # header or a link.
+    return any(c.isspace() or ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
 def validate_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
     """
     Check that C{uri} can be registered as a redirect URI: absolute, without
@@ -88,10 +94,11 @@ def validate_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
     @return: C{uri} unchanged, since matching is by exact string.
     @raise ValidationError: the URI cannot be registered.
     """
-    if not uri or len(uri) > _MAX_URI_LENGTH or any(c.isspace() for c in uri):
+    if not uri or len(uri) > _MAX_URI_LENGTH or _has_space_or_control(uri):
         raise ValidationError(
             f"The redirect URI {uri!r} is invalid: expected an absolute URI of at"
-            f" most {_MAX_URI_LENGTH} characters without spaces.",
+            f" most {_MAX_URI_LENGTH} characters without spaces or control"
+            " characters.",
             field,
         )
     scheme, _, _ = uri.partition(":")
@@ -179,6 +186,13 @@ def _validate_algorithm(signing_alg: str) -> str:
 
 
 def _validate_launch_url(url: str) -> str:
+    if len(url) > _MAX_URI_LENGTH or _has_space_or_control(url):
+        raise ValidationError(
+            f"The launch URL {url!r} is invalid: expected an http:// or"
+            f" https:// URL of at most {_MAX_URI_LENGTH} characters without spaces"
+            " or control characters.",
+            "launch_url",
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(

@@ -1,6 +1,7 @@
 """
-The HTTP face of idserver: the health check now, the OpenID Connect provider
-and the dashboard once they are added to L{idserver.web.app}.
+The HTTP face of idserver: the health check, the login pages and the
+dashboard, put together with the OpenID Connect provider in
+L{idserver.web.app}.
 """
 
 __all__: list[str] = []

@@ -122,8 +122,8 @@ def build_http_resource(
     @param directory: returns the open directory, or C{None} while it is
         not open.
     @param routes: returns the path prefixes served by other resources
-        (the OpenID Connect provider and its login pages); the rest goes to
-        L{WebApp}.
+        (the OpenID Connect provider, its login pages and the dashboard);
+        the rest goes to L{WebApp}.
     """
     web = WebApp(clock=clock, directory=directory)
     router = PrefixRouter(routes, web.app.resource())

@@ -434,9 +434,102 @@ class AdminTests(BrowserTestCase):
             return {"notice": notice, "signed_out": signed_out, "enrol": enrol_url}
 
         result = await self.browser.run(steps, self.server.base_url)
-        self.assertIn("the sessions of 1 users without 2FA ended", result["notice"])
+        self.assertIn("the sessions of 1 user without 2FA ended", result["notice"])
         self.assertIn("/login", result["signed_out"])
         self.assertIn("/login/enrol", result["enrol"])
         alice = await self.server.directory.user_by_username("alice")
         assert alice is not None
         self.assertTrue(alice.totp_enabled)
+
+
+class LayoutTests(BrowserTestCase):
+    """
+    The layout with long values and without JavaScript.
+    """
+
+    def setUp(self) -> Any:
+        self.server = DashboardServer.start(self)
+        return self.server.add_user("owner", display_name="Owner", role="admin")
+
+    async def test_long_names_on_phone(self) -> None:
+        """
+        Names and URLs of the longest allowed length without spaces wrap
+        on a phone instead of making the page wider than the screen.
+        """
+        directory = self.server.directory
+        owner = await directory.user_by_username("owner")
+        assert owner is not None
+        await directory.set_setting("name", "S" * 128)
+        await directory.update_user(owner.id, display_name="W" * 256)
+        group = await directory.add_group("g" * 64)
+        await directory.add_member(group.id, owner.id)
+        client, _ = await self.server.add_client(
+            name="N" * 128,
+            redirect_uris=["https://app.example/" + "p" * 300],
+            launch_url="https://" + "l" * 60 + ".example/",
+            allowed_group_ids=[group.id],
+        )
+        await directory.record(
+            "client.add",
+            "failure",
+            entry_point="web",
+            actor="owner",
+            subject=client.client_id,
+            address="127.0.0.1",
+            detail="D" * 300,
+        )
+        paths = [
+            "/",
+            "/account/profile",
+            "/admin/users",
+            f"/admin/users/{owner.id}",
+            "/admin/groups",
+            f"/admin/groups/{group.id}",
+            "/admin/clients",
+            f"/admin/clients/{client.client_id}",
+            "/admin/clients/new",
+            "/admin/audit",
+        ]
+
+        def steps(browser: Any, base: str) -> dict[str, int]:
+            page = new_page(browser, PHONE)
+            sign_in(page, base, "owner")
+            page.wait_for_selector("h1:text('Your apps')")
+            widths = {}
+            for path in paths:
+                page.goto(base + path)
+                widths[path] = page.evaluate("document.documentElement.scrollWidth")
+            page.context.close()
+            return widths
+
+        widths = await self.browser.run(steps, self.server.base_url)
+        for path, width in widths.items():
+            self.assertLessEqual(width, PHONE["width"], path)
+
+    async def test_copy_buttons_without_javascript(self) -> None:
+        """
+        Without JavaScript the Copy buttons, which need it, stay hidden
+        and the values are plain read-only fields.
+        """
+
+        def steps(browser: Any, base: str) -> dict[str, Any]:
+            context = browser.new_context(
+                ignore_https_errors=True, java_script_enabled=False
+            )
+            page = context.new_page()
+            page.set_default_timeout(15000)
+            sign_in(page, base, "owner")
+            page.wait_for_selector("h1:text('Your apps')")
+            page.goto(base + "/admin/clients")
+            result = {
+                "buttons": page.locator("button.copy").count(),
+                "visible": page.locator("button.copy:visible").count(),
+                "issuer": page.input_value("#endpoints-issuer"),
+            }
+            context.close()
+            return result
+
+        result = await self.browser.run(steps, self.server.base_url)
+        self.assertGreater(result["buttons"], 0)
+        self.assertEqual(result["visible"], 0)
+        self.assertEqual(result["issuer"], self.server.issuer)

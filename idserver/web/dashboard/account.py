@@ -11,7 +11,13 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from idserver import totp
-from idserver.auth import LoginFailed, PasswordLogin, TOTPPolicy, TOTPRequired
+from idserver.auth import (
+    LoginFailed,
+    PasswordLogin,
+    RateLimited,
+    TOTPPolicy,
+    TOTPRequired,
+)
 from idserver.errors import DirectoryError, HasherBusyError
 from idserver.model import Source, User
 from idserver.oidc.model import Client
@@ -434,7 +440,7 @@ class AccountPages(SessionListing):
         if checked is not None:
             state.add_error("current_password", checked)
         elif new_password != form_value(form, "confirm_password"):
-            state.add_error("confirm_password", "The two new passwords differ.")
+            state.add_error("confirm_password", "The passwords do not match.")
         else:
             try:
                 await self.directory.set_password(user.id, new_password)
@@ -488,6 +494,13 @@ class AccountPages(SessionListing):
         except TOTPRequired:
             # The password was right; the code is not asked for here.
             return None
+        except RateLimited:
+            # The password was not checked, so calling it wrong would
+            # mislead a user who typed it right.
+            return (
+                "Too many failed attempts. The password was not checked; try"
+                " again in a few minutes."
+            )
         except LoginFailed:
             return "The password is wrong."
         except HasherBusyError:

@@ -22,12 +22,15 @@ class SessionListing(DashboardPages):
     """
 
     async def sessions_tables(
-        self, viewer: Viewer, user: User, action_base: str
+        self, viewer: Viewer, user: User, action_base: str, *, heading: str = "h2"
     ) -> Markup:
         """
         Build the tables of C{user}'s app sessions and browser sessions,
         with revoke buttons posting to C{action_base}C{/revoke} and
         C{action_base}C{/signout}.
+
+        @param heading: the element of the tables' headings, one level below
+            the heading of the section they are in.
         """
         store = self.context.store
         grants = await store.grants_of(user.id)
@@ -146,9 +149,9 @@ class SessionListing(DashboardPages):
             browser_table = element("p", "No signed-in browsers.", class_="empty")
         return element(
             "div",
-            element("h2", "Apps"),
+            element(heading, "Apps"),
             grant_table,
-            element("h2", "Signed-in browsers"),
+            element(heading, "Signed-in browsers"),
             browser_table,
         )
 

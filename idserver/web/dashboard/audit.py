@@ -19,6 +19,10 @@ __all__ = ["EVENT_TYPES", "AuditPages"]
 
 PAGE_SIZE = 50
 
+# The highest page number the page accepts, because the offset of a much
+# larger one does not fit in SQLite's 64-bit integers.
+MAX_PAGE = 1_000_000
+
 #: The type filter: a prefix of the event kind, and its label. The log's
 #: filter matches a kind by prefix, so C{login} also finds C{login.failed}.
 EVENT_TYPES: tuple[tuple[str, str], ...] = (
@@ -28,12 +32,14 @@ EVENT_TYPES: tuple[tuple[str, str], ...] = (
     ("totp", "2FA changes by users"),
     ("user.totp", "2FA changes by admins"),
     ("password", "Password changes by users"),
+    ("profile", "Profile changes by users"),
     ("user", "User changes"),
     ("group", "Group changes"),
     ("client", "OpenID client changes"),
     ("ldap_server", "LDAP server changes"),
     ("settings", "Settings changes"),
     ("grant", "Revoked app sessions"),
+    ("session", "Signed-out browsers"),
 )
 
 _KNOWN_TYPES = {prefix for prefix, _ in EVENT_TYPES}
@@ -64,7 +70,7 @@ class AuditPages(DashboardPages):
         if kind not in _KNOWN_TYPES:
             kind = ""
         try:
-            page = max(1, int(args.get("page", "1")))
+            page = min(max(1, int(args.get("page", "1"))), MAX_PAGE)
         except ValueError:
             page = 1
         # Reading one event more than a page shows whether a next page exists.

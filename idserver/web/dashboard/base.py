@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -28,7 +29,7 @@ from idserver.sessions.model import BrowserSession
 from idserver.web.csrf import check_csrf, csrf_input
 from idserver.web.dashboard.html import Child, element, join
 from idserver.web.login import request_form
-from idserver.web.request import client_address
+from idserver.web.request import SECURITY_HEADERS, client_address
 from idserver.web.session import SessionManager
 from idserver.web.templates import Markup, render
 
@@ -43,6 +44,13 @@ __all__ = [
 
 #: The entry point recorded in audit events of the dashboard.
 ENTRY_POINT = "web"
+
+#: The site's Content-Security-Policy with form-action added: every form of
+#: the dashboard posts to this server, which the login pages' form_post
+#: response mode cannot promise.
+DASHBOARD_POLICY = (
+    SECURITY_HEADERS[b"Content-Security-Policy"] + b"; form-action 'self'"
+)
 
 
 @dataclass
@@ -147,6 +155,15 @@ class DashboardPages:
     """
 
     log = Logger()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        app = cls.__dict__.get("app")
+        if isinstance(app, Klein):
+            # Werkzeug redirects a path with doubled slashes to an absolute
+            # URL built from the Host header, which the client chooses, so
+            # such a path gets 404 instead.
+            app.url_map.merge_slashes = False
 
     def __init__(self, context: DashboardContext) -> None:
         self.context = context
@@ -294,6 +311,7 @@ class DashboardPages:
         """
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"Content-Security-Policy", DASHBOARD_POLICY)
         notice_markup = (
             element("p", notice, class_="alert alert-ok", role="status")
             if notice

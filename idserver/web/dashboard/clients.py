@@ -561,16 +561,14 @@ class ClientPages(DashboardPages):
             await self.record(
                 request,
                 viewer,
-                "client.update",
+                "client.set",
                 client.client_id,
                 str(error) or "invalid allowed groups",
                 outcome="failure",
             )
             request.setResponseCode(400)
             return await self._edit_page(request, viewer, client, state)
-        await self.record(
-            request, viewer, "client.update", client.client_id, updated.name
-        )
+        await self.record(request, viewer, "client.set", client.client_id, updated.name)
         if secret is not None:
             # The client stopped being public, so it got its first secret.
             return self._credentials_page(
@@ -595,9 +593,7 @@ class ClientPages(DashboardPages):
         updated, secret = await self.context.clients.update_client(
             client.client_id, new_secret=True
         )
-        await self.record(
-            request, viewer, "client.secret", client.client_id, "new secret"
-        )
+        await self.record(request, viewer, "client.set", client.client_id, "new secret")
         return self._credentials_page(
             request, viewer, updated, secret, "New client secret"
         )

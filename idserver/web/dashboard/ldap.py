@@ -285,7 +285,7 @@ class LDAPPages(DashboardPages):
         state = FormState()
         secret = form_value(form, "secret")
         if secret != form_value(form, "confirm_secret"):
-            state.add_error("confirm_secret", "The two secrets differ.")
+            state.add_error("confirm_secret", "The secrets do not match.")
         else:
             try:
                 await store_secret(self.directory, secret)

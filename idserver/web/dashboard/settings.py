@@ -70,14 +70,15 @@ class SettingsPages(DashboardPages):
         if not isinstance(viewer, Viewer):
             return viewer
         notice = None
-        done = (request.args or {}).get(b"ended", [])
+        ended = (request.args or {}).get(b"ended", [])
         if (request.args or {}).get(b"done"):
             notice = "The settings were saved."
-            if done:
-                count = done[0].decode("ascii", "replace")
+            # The count comes from the link, so only a number is shown.
+            if len(ended) == 1 and ended[0].isdigit():
+                count = int(ended[0])
+                users = "1 user" if count == 1 else f"{count} users"
                 notice += (
-                    f" Mandatory 2FA is on: the sessions of {count} users"
-                    " without 2FA ended."
+                    f" Mandatory 2FA is on: the sessions of {users} without 2FA ended."
                 )
         return self._page(request, viewer, self._state(viewer.settings), notice)
 

@@ -280,7 +280,7 @@ class UserPages(SessionListing):
         state.values.pop("password")
         state.values.pop("confirm_password")
         if password is not None and password != form_value(form, "confirm_password"):
-            state.add_error("confirm_password", "The two passwords differ.")
+            state.add_error("confirm_password", "The passwords do not match.")
             request.setResponseCode(400)
             return self._new_page(request, viewer, state)
 
@@ -471,7 +471,7 @@ class UserPages(SessionListing):
             element("h2", "Groups"),
             await self._groups_section(viewer, user, groups),
             element("h2", "Sessions"),
-            await self.sessions_tables(viewer, user, base),
+            await self.sessions_tables(viewer, user, base, heading="h3"),
             element("h2", "Delete"),
             element(
                 "p",
@@ -606,6 +606,9 @@ class UserPages(SessionListing):
         if user.active and not updated.active:
             await self.context.store.end_user_sessions(user.id)
         await self.record(request, viewer, "user.update", user.username, changes)
+        if user.id == viewer.user.id and not updated.is_admin:
+            # An admin who gave up the role may no longer see this page.
+            return self.redirect(request, "/")
         return self.redirect(request, f"/admin/users/{user.id}?done=saved")
 
     @app.route("/admin/users/<string:user_id>/password", methods=["POST"])
@@ -625,7 +628,7 @@ class UserPages(SessionListing):
         state = FormState()
         password = form_value(form, "password")
         if password != form_value(form, "confirm_password"):
-            state.add_error("confirm_password", "The two passwords differ.")
+            state.add_error("confirm_password", "The passwords do not match.")
         else:
             try:
                 await self.directory.set_password(user.id, password)
