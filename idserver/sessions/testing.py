@@ -246,6 +246,18 @@ class SessionStoreContract:
         stored = await self.store.get_refresh_token(token.key)
         self.assertEqual(stored.rotated_at, NOW + 1)
 
+    async def test_tokens_of_missing_grant(self: Any) -> None:
+        """
+        Tokens of a grant that was revoked (or never stored) are not stored.
+        """
+        grant = _grant()
+        refresh = _refresh(grant)
+        access = _access(grant)
+        await self.store.add_refresh_token(refresh, NOW)
+        await self.store.add_access_token(access)
+        self.assertIsNone(await self.store.get_refresh_token(refresh.key))
+        self.assertIsNone(await self.store.get_access_token(access.key))
+
     async def test_access_token_round_trip(self: Any) -> None:
         """
         A stored access token comes back equal until it is deleted.
