@@ -423,6 +423,10 @@ class ISessionStore(IRateLimitStore):
         Store a refresh token and record C{now} as the last use of its
         grant. A token of a grant that does not exist (revoked while the
         token was being issued) is not stored.
+
+        A grant has one current refresh token: in the same atomic step,
+        the grant's other tokens that are not rotated yet are marked as
+        rotated at C{now}, as if they had been used.
         """
 
     def get_refresh_token(key: str) -> Deferred[RefreshToken | None]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from idserver.model import User
@@ -17,7 +18,12 @@ from idserver.oidc.keys import KeyStore
 from idserver.oidc.model import Client
 from idserver.oidc.protocol import AuthorizationRequest, TokenError
 from idserver.oidc.provider import BearerError, OpenIDProvider
-from idserver.sessions.model import BrowserSession, SessionState, new_secret
+from idserver.sessions.model import (
+    BrowserSession,
+    SessionState,
+    new_secret,
+    secret_key,
+)
 from idserver.sessions.sqlite import SQLiteSessionStore
 from tests.oidc_fixtures import open_test_directory
 
@@ -37,7 +43,10 @@ class ProviderConcurrencyTests(TestCase):
     def setUp(self) -> Deferred[None]:
         from twisted.internet import reactor
 
-        self.clock = reactor
+        # The provider's own clock, started at the real time so that it
+        # agrees with the timestamps the directory records.
+        self.clock = Clock()
+        self.clock.advance(reactor.seconds())
         directory = open_test_directory(self)
         self.store = SQLiteSessionStore(directory.database, directory)
         keys_directory = Path(self.mktemp()).absolute() / "keys"
@@ -49,7 +58,7 @@ class ProviderConcurrencyTests(TestCase):
             sessions=self.store,
             clients=SQLiteClientRegistry(directory.database),
             keys=keys,
-            clock=reactor,
+            clock=self.clock,
         )
         return Deferred.fromCoroutine(self._add_user_and_client())
 
@@ -105,6 +114,22 @@ class ProviderConcurrencyTests(TestCase):
                 outcomes.append(value.value)
         return outcomes
 
+    async def _tokens(self) -> dict[str, Any]:
+        code = await self._code(self.client)
+        form = _form(
+            grant_type="authorization_code", code=code, redirect_uri=REDIRECT_URI
+        )
+        response: dict[str, Any] = await self.provider.token(self.client, form)
+        return response
+
+    async def _refresh(self, token: str) -> dict[str, Any] | TokenError:
+        form = _form(grant_type="refresh_token", refresh_token=token)
+        try:
+            response: dict[str, Any] = await self.provider.token(self.client, form)
+        except TokenError as e:
+            return e
+        return response
+
     async def _access_works(self, response: dict[str, Any]) -> bool:
         try:
             await self.provider.userinfo(response["access_token"])
@@ -136,3 +161,42 @@ class ProviderConcurrencyTests(TestCase):
             1,
         )
         self.assertIsInstance(refreshed[0], TokenError)
+
+    async def test_concurrent_refreshes_leave_one_token(self) -> None:
+        """
+        Refreshes with one token that run at once all succeed within the
+        grace window, but only one of the refresh tokens they return stays
+        current.
+        """
+        tokens = await self._tokens()
+        form = _form(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+        outcomes = await self._race(form, 4)
+
+        self.assertFalse([o for o in outcomes if isinstance(o, TokenError)])
+        current = []
+        for response in outcomes:
+            stored = await self.store.get_refresh_token(
+                secret_key(response["refresh_token"])
+            )
+            current.append(stored.rotated_at is None)
+        self.assertEqual(current.count(True), 1, current)
+
+    async def test_retry_retires_first_response(self) -> None:
+        """
+        When a rotated token is used again within the grace window (a retry
+        after a lost response), the refresh token of the first response is
+        retired too: its use after the grace window revokes the grant.
+        """
+        tokens = await self._tokens()
+        first = await self._refresh(tokens["refresh_token"])
+        self.clock.advance(1)
+        retried = await self._refresh(tokens["refresh_token"])
+        assert not isinstance(first, TokenError)
+        assert not isinstance(retried, TokenError)
+
+        self.clock.advance(self.provider.lifetimes.refresh_grace + 1)
+        reused = await self._refresh(first["refresh_token"])
+        self.assertIsInstance(reused, TokenError)
+        after = await self._refresh(retried["refresh_token"])
+        self.assertIsInstance(after, TokenError)
+        self.assertFalse(await self._access_works(retried))

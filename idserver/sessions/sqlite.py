@@ -324,6 +324,11 @@ class SQLiteSessionStore:
     def add_refresh_token(self, token: RefreshToken, now: float) -> Deferred[None]:
         def add(connection: sqlite3.Connection) -> None:
             connection.execute(
+                "UPDATE refresh_tokens SET rotated_at = ?"
+                " WHERE grant_id = ? AND rotated_at IS NULL",
+                (now, token.grant_id),
+            )
+            connection.execute(
                 "INSERT INTO refresh_tokens (key, grant_id, client_id, issued_at,"
                 f" expires_at, rotated_at) SELECT ?, ?, ?, ?, ?, ? {_IF_GRANT_EXISTS}",
                 (
