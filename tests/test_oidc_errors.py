@@ -307,6 +307,33 @@ class TokenErrorTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_wrong_method(self) -> None:
+        """
+        Other methods than POST on the token, revocation and introspection
+        endpoints get a JSON error with status 405 and an Allow header.
+        """
+        await self._setup()
+
+        def flow() -> None:
+            with http_session() as session:
+                for path, allowed in (
+                    ("/token", "OPTIONS, POST"),
+                    ("/token/revocation", "OPTIONS, POST"),
+                    ("/token/introspection", "POST"),
+                ):
+                    for method in ("GET", "PUT", "DELETE"):
+                        response = session.request(
+                            method, self.server.issuer + path, timeout=10
+                        )
+                        self.assertEqual(response.status_code, 405, (method, path))
+                        self.assertEqual(response.headers["Allow"], allowed)
+                        self.assertEqual(response.headers["Cache-Control"], "no-store")
+                        self.assertEqual(
+                            response.json()["error"], "invalid_request", path
+                        )
+
+        await in_thread(flow)
+
     async def test_code_replay_revokes(self) -> None:
         """
         A code used twice fails the second time, and the tokens of the first

@@ -44,7 +44,9 @@ from idserver.web.templates import Markup, escape, render, send_page
 __all__ = ["OpenIDResource"]
 
 _JSON = b"application/json"
-_CORS_PATHS = ("/openid/token", "/openid/me", "/openid/token/revocation")
+# The methods a POST-only endpoint answers with 405 (OPTIONS has its own
+# route where CORS needs it).
+_OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
 
 
 def _json(
@@ -362,6 +364,23 @@ class OpenIDResource:
         except TokenError as e:
             return self._token_error(request, e)
         return _json(request, response)
+
+    @app.route("/openid/token", methods=_OTHER_METHODS)
+    @app.route("/openid/token/revocation", methods=_OTHER_METHODS)
+    @app.route("/openid/token/introspection", methods=[*_OTHER_METHODS, "OPTIONS"])
+    def method_not_allowed(self, request: IRequest) -> bytes:
+        """
+        Reject a token, revocation or introspection request that is not a
+        POST with a JSON error, as clients of these endpoints expect.
+        """
+        path = (request.path or b"").rstrip(b"/")
+        allowed = b"POST" if path.endswith(b"/introspection") else b"OPTIONS, POST"
+        request.setHeader(b"Allow", allowed)
+        body = {
+            "error": "invalid_request",
+            "error_description": "This endpoint accepts only POST requests.",
+        }
+        return _json(request, body, status=405)
 
     @app.route("/openid/token", methods=["OPTIONS"])
     @app.route("/openid/me", methods=["OPTIONS"])
