@@ -23,6 +23,7 @@ from idserver.oidc.keys import KeyStore
 from idserver.oidc.model import SIGNING_ALGORITHMS, Client
 from idserver.oidc.protocol import (
     CLAIMS_SUPPORTED,
+    PROMPTS_SUPPORTED,
     SCOPES_SUPPORTED,
     AuthorizationRequest,
     ClientCredentials,
@@ -138,7 +139,7 @@ class OpenIDProvider:
             "introspection_endpoint_auth_methods_supported": auth_methods[:2],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": list(CLAIMS_SUPPORTED),
-            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "prompt_values_supported": list(PROMPTS_SUPPORTED),
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,
