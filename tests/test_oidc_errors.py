@@ -173,6 +173,23 @@ class AuthorizationErrorTests(TestCase):
         result = await self._redirect_error(url)
         self.assertEqual(result["error"], "invalid_request")
 
+    async def test_parameter_not_utf8(self) -> None:
+        """
+        A parameter that is not UTF-8 is invalid_request, sent to the client
+        when its redirect URI is valid and shown on an error page otherwise;
+        it is never left out as if it had not been sent.
+        """
+        client, _ = await self.server.add_client()
+        for name in ("state", "code_challenge", "nonce"):
+            url = auth_url(self.server, client.client_id, **{name: None})
+            result = await self._redirect_error(url + f"&{name}=%FF")
+            self.assertEqual(result["error"], "invalid_request", name)
+        page = await self._page(
+            auth_url(self.server, client.client_id, redirect_uri=None)
+            + "&redirect_uri=https%3A%2F%2Fapp.example%2F%FF"
+        )
+        self.assertEqual(page.status_code, 400)
+
     async def test_loopback_redirect_port(self) -> None:
         """
         A loopback redirect URI may come back with another port.

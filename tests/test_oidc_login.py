@@ -606,6 +606,24 @@ class EndSessionTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_parameter_not_utf8(self) -> None:
+        """
+        A parameter that is not UTF-8 gets an error page instead of being
+        left out: a state that is not UTF-8 is not dropped silently.
+        """
+        browser, client_id, id_token = await self._login()
+
+        def flow() -> None:
+            url = self._end_url(
+                id_token_hint=id_token,
+                post_logout_redirect_uri="https://app.example/bye",
+            )
+            page = browser.get(url + "&state=%FF")
+            assert isinstance(page, requests.Response)
+            self.assertEqual(page.status_code, 400)
+
+        await in_thread(flow)
+
     async def test_unregistered_uri(self) -> None:
         """
         An unregistered post-logout URI gets an error page, not a redirect.

@@ -171,8 +171,11 @@ class OpenIDResource:
                 params = _body_form(request)
             except TokenError as e:
                 return await self._error_page(request, e.error, e.description)
+            not_utf8 = False
         else:
             params = request_form(request)
+            # request_form leaves out parameters that are not UTF-8.
+            not_utf8 = len(params) != len(request.args or {})
 
         client = None
         try:
@@ -184,6 +187,14 @@ class OpenIDResource:
 
         try:
             auth = parse_authorization_request(params, client)
+            if not_utf8:
+                raise AuthorizationError(
+                    "invalid_request",
+                    "A parameter is not UTF-8.",
+                    redirect_uri=auth.redirect_uri,
+                    state=auth.state,
+                    response_mode=auth.response_mode,
+                )
         except ErrorPage as e:
             self.log.info(
                 "Rejected an authorization request for {client_id}: {reason}",
@@ -469,6 +480,10 @@ class OpenIDResource:
                 return await self._error_page(request, e.error, e.description)
         else:
             params = request_form(request)
+            if len(params) != len(request.args or {}):
+                return await self._error_page(
+                    request, "invalid_request", "A parameter is not UTF-8."
+                )
         try:
             values = {
                 name: single(params, name)
