@@ -10,6 +10,8 @@ import time
 
 import pyotp
 import requests
+from jwcrypto.jwk import JWK
+from jwcrypto.jwt import JWT
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
@@ -570,6 +572,45 @@ class EndSessionTests(TestCase):
             self.assertEqual(result, "https://app.example/bye?state=s")
             page = browser.get(auth_url(self.server, client_id, prompt="none"))
             self.assertEqual(query_of(str(page))["error"], "login_required")
+
+        await in_thread(flow)
+
+    async def test_hint_of_retired_key(self) -> None:
+        """
+        A hint signed with a key that is no longer published still names
+        its client: with a session the user confirms first, without one
+        the browser goes on to the registered URI.
+        """
+        browser, client_id, _ = await self._login()
+        unpublished = JWK.generate(kty="RSA", size=2048)
+        hint = JWT(
+            header={"alg": "RS256", "kid": "retired"},
+            claims={
+                "iss": self.server.issuer,
+                "sub": "alice",
+                "aud": client_id,
+                "iat": 1000,
+                "exp": 2000,
+            },
+        )
+        hint.make_signed_token(unpublished)
+        url = self._end_url(
+            id_token_hint=hint.serialize(),
+            post_logout_redirect_uri="https://app.example/bye",
+            state="s",
+        )
+
+        def flow() -> None:
+            page = browser.get(url)
+            assert isinstance(page, requests.Response)
+            self.assertEqual(page.status_code, 200)
+            self.assertIn("Sign out", page.text)
+            still = browser.get(auth_url(self.server, client_id, prompt="none"))
+            self.assertIn("code", query_of(str(still)))
+
+            self.assertEqual(
+                Browser(self.server).get(url), "https://app.example/bye?state=s"
+            )
 
         await in_thread(flow)
 

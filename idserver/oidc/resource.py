@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from jwcrypto.common import JWException
+from jwcrypto.common import JWException, base64url_decode
 from jwcrypto.jwt import JWT
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -88,6 +88,20 @@ def _body_form(request: IRequest) -> dict[str, list[str]]:
     except UnicodeDecodeError:
         raise TokenError("invalid_request", "The body is not UTF-8.") from None
     return parse_qs(text, keep_blank_values=True)
+
+
+def _unverified_claims(token: str) -> Any:
+    """
+    Decode the payload of a compact JWS without checking its signature;
+    C{None} when it is not one.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        return json.loads(base64url_decode(parts[1]))
+    except (ValueError, TypeError):
+        return None
 
 
 def _hidden_fields(items: Iterable[tuple[str, str]]) -> Markup:
@@ -499,7 +513,7 @@ class OpenIDResource:
                 request, "invalid_request", f"The {e} parameter is repeated."
             )
 
-        hint = self._read_id_token_hint(values["id_token_hint"])
+        hint, hint_verified = self._read_id_token_hint(values["id_token_hint"])
         client_id = values["client_id"]
         if hint is not None:
             audience = hint.get("aud")
@@ -530,6 +544,7 @@ class OpenIDResource:
             user = await self.sessions.user_of(session)
             matches_hint = (
                 hint is not None
+                and hint_verified
                 and user is not None
                 and hint.get("sub") == user.username
             )
@@ -551,13 +566,21 @@ class OpenIDResource:
         body = render("message.html", message="You are signed out.")
         return send_page(request, await self._server_name(), body)
 
-    def _read_id_token_hint(self, token: str | None) -> dict[str, Any] | None:
+    def _read_id_token_hint(
+        self, token: str | None
+    ) -> tuple[dict[str, Any] | None, bool]:
         """
-        Return the claims of an ID token this provider signed, expired or
-        not, or C{None} when there is no valid one.
+        Return the claims of an ID token of this issuer, expired or not, and
+        whether its signature was verified with a published key.
+
+        A hint whose key is no longer published (an old ID token kept across
+        a key rotation) is still read, but only its C{aud} may be trusted as
+        much as a C{client_id} parameter: it picks the client whose
+        registered post-logout URIs apply. Its C{sub} must not end a session
+        without the user's confirmation.
         """
         if token is None:
-            return None
+            return None, False
         try:
             parsed = JWT(
                 jwt=token,
@@ -565,12 +588,14 @@ class OpenIDResource:
                 algs=list(SIGNING_ALGORITHMS),
                 check_claims=False,
             )
-            claims: dict[str, Any] = json.loads(parsed.claims)
+            claims: Any = json.loads(parsed.claims)
+            verified = True
         except (JWException, ValueError, TypeError):
-            return None
-        if claims.get("iss") != self.provider.issuer:
-            return None
-        return claims
+            claims = _unverified_claims(token)
+            verified = False
+        if not isinstance(claims, dict) or claims.get("iss") != self.provider.issuer:
+            return None, False
+        return claims, verified
 
     async def _confirm_logout(
         self, request: IRequest, csrf_token: str, values: Mapping[str, str | None]
