@@ -381,6 +381,47 @@ class LoginTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_id_token_hint_of_other_user(self) -> None:
+        """
+        An id_token_hint naming another user than the signed-in one gets
+        login_required with prompt=none, and the form with that username
+        filled in otherwise; a hint naming the signed-in user changes
+        nothing.
+        """
+        await self.server.add_user("alice")
+        await self.server.add_user("bob")
+        client_id, _ = await self._client()
+        alice_hint = self.server.keys.sign(
+            {"iss": self.server.issuer, "sub": "alice", "aud": client_id}, "RS256"
+        )
+
+        def flow() -> None:
+            browser = Browser(self.server)
+            browser.login(auth_url(self.server, client_id), "bob")
+            silent = browser.get(
+                auth_url(
+                    self.server, client_id, prompt="none", id_token_hint=alice_hint
+                )
+            )
+            self.assertEqual(query_of(str(silent))["error"], "login_required")
+
+            page = browser.get(
+                auth_url(self.server, client_id, id_token_hint=alice_hint)
+            )
+            assert isinstance(page, requests.Response)
+            self.assertIn('value="alice"', page.text)
+            location = browser.submit(page, username="alice", password=PASSWORD)
+            self.assertIn("code", query_of(str(location)))
+
+            same = browser.get(
+                auth_url(
+                    self.server, client_id, prompt="none", id_token_hint=alice_hint
+                )
+            )
+            self.assertIn("code", query_of(str(same)))
+
+        await in_thread(flow)
+
     async def test_prompt_login_and_max_age(self) -> None:
         """
         prompt=login and an exceeded max_age show the form despite a

@@ -249,6 +249,13 @@ class OpenIDResource:
                 response_mode=auth.response_mode,
             )
 
+        try:
+            hinted_user = self._hinted_user(single(params, "id_token_hint"))
+        except ValueError:
+            raise fail(
+                "invalid_request", "The id_token_hint parameter is repeated."
+            ) from None
+
         current = await self.sessions.signed_in(request)
         now = self.clock.seconds()
         fresh_login_needed = "login" in auth.prompt or (
@@ -256,10 +263,22 @@ class OpenIDResource:
             and auth.max_age is not None
             and now - (current[0].auth_time or 0.0) > auth.max_age
         )
-        if current is None or fresh_login_needed:
+        # OIDC Core §3.1.2.1: a hint naming another user than the signed-in
+        # one gets a positive response only after that user signs in.
+        other_user = (
+            current is not None
+            and hinted_user is not None
+            and current[1].username != hinted_user
+        )
+        if current is None or fresh_login_needed or other_user:
             if "none" in auth.prompt:
-                raise fail("login_required", "The user is not signed in.")
-            return self._to_login(request, params, auth)
+                description = (
+                    "The signed-in user is not the one id_token_hint names."
+                    if other_user
+                    else "The user is not signed in."
+                )
+                raise fail("login_required", description)
+            return self._to_login(request, params, auth, hinted_user)
 
         session, user = current
         groups = await self.provider.groups_of(user)
@@ -283,14 +302,16 @@ class OpenIDResource:
         request: IRequest,
         params: Mapping[str, Sequence[str]],
         auth: AuthorizationRequest,
+        hinted_user: str | None,
     ) -> bytes:
-        # The login page sends the browser back here. prompt=login and
-        # max_age are left out of that return request: the login that is
-        # about to happen satisfies them, and keeping them would ask again.
+        # The login page sends the browser back here. prompt=login, max_age
+        # and id_token_hint are left out of that return request: the login
+        # that is about to happen satisfies them, and keeping them would ask
+        # again (the user may choose to sign in as someone else).
         again = [
             (name, value)
             for name, values in params.items()
-            if name not in ("max_age",)
+            if name not in ("max_age", "id_token_hint")
             for value in values
         ]
         again = [
@@ -301,8 +322,9 @@ class OpenIDResource:
         ]
         return_to = "/openid/auth?" + urlencode(again)
         query = {"return_to": return_to}
-        if auth.login_hint:
-            query["login_hint"] = auth.login_hint
+        login_hint = auth.login_hint or hinted_user
+        if login_hint:
+            query["login_hint"] = login_hint
         request.setResponseCode(303)
         request.setHeader(b"Location", ("/login?" + urlencode(query)).encode("utf-8"))
         request.setHeader(b"Cache-Control", b"no-store")
@@ -596,6 +618,17 @@ class OpenIDResource:
         if not isinstance(claims, dict) or claims.get("iss") != self.provider.issuer:
             return None, False
         return claims, verified
+
+    def _hinted_user(self, token: str | None) -> str | None:
+        """
+        Return the username an authorization request's C{id_token_hint}
+        names, or C{None} without a hint whose signature checks out.
+        """
+        hint, verified = self._read_id_token_hint(token)
+        if hint is None or not verified:
+            return None
+        subject = hint.get("sub")
+        return subject if isinstance(subject, str) else None
 
     async def _confirm_logout(
         self, request: IRequest, csrf_token: str, values: Mapping[str, str | None]
