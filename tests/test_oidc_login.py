@@ -24,6 +24,7 @@ from tests.oidc_server import (
     OIDCServer,
     auth_url,
     form_fields,
+    http_session,
     in_thread,
     query_of,
     token_request,
@@ -504,6 +505,44 @@ class LoginTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_post_without_cookie(self) -> None:
+        """
+        A POST authorization request without the session cookie, as a
+        browser sends it from another site (the cookie is SameSite=Lax), is
+        sent on as a GET request, which carries the cookie: a signed-in
+        user gets a code even with prompt=none.
+        """
+        await self.server.add_user("alice")
+        client_id, _ = await self._client()
+
+        def flow() -> None:
+            browser = Browser(self.server)
+            browser.login(auth_url(self.server, client_id), "alice")
+            form = {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid",
+                "state": "s-post",
+                "prompt": "none",
+            }
+            with http_session() as cross_site:
+                response = cross_site.post(
+                    self.server.issuer + "/auth",
+                    data=form,
+                    allow_redirects=False,
+                    timeout=10,
+                )
+            self.assertEqual(response.status_code, 303)
+            location = response.headers["Location"]
+            self.assertTrue(location.startswith("/openid/auth?"), location)
+            self.assertEqual(query_of(location), form)
+            result = browser.get(self.server.base_url + location)
+            self.assertIn("code", query_of(str(result)))
+            self.assertEqual(query_of(str(result))["state"], "s-post")
+
+        await in_thread(flow)
+
     async def test_at_hash_and_nonce(self) -> None:
         """
         The ID token carries the nonce and an at_hash of the access token,
@@ -703,6 +742,39 @@ class EndSessionTests(TestCase):
             page = browser.get(url + "&state=%FF")
             assert isinstance(page, requests.Response)
             self.assertEqual(page.status_code, 400)
+
+        await in_thread(flow)
+
+    async def test_post_without_cookie(self) -> None:
+        """
+        A POST without the session cookie, as a browser sends it from
+        another site, neither clears the cookie nor signs anyone out: it is
+        sent on as a GET request, where the user confirms.
+        """
+        browser, client_id, _ = await self._login()
+        form = {
+            "client_id": client_id,
+            "post_logout_redirect_uri": "https://app.example/bye",
+            "state": "s",
+        }
+
+        def flow() -> None:
+            with http_session() as cross_site:
+                response = cross_site.post(
+                    self._end_url(), data=form, allow_redirects=False, timeout=10
+                )
+            self.assertEqual(response.status_code, 303)
+            self.assertNotIn("Set-Cookie", response.headers)
+            location = response.headers["Location"]
+            self.assertTrue(location.startswith("/openid/session/end?"), location)
+            self.assertEqual(query_of(location), form)
+
+            page = browser.get(self.server.base_url + location)
+            assert isinstance(page, requests.Response)
+            self.assertIn("Sign out", page.text)
+            still = browser.get(auth_url(self.server, client_id, prompt="none"))
+            self.assertIn("code", query_of(str(still)))
+            self.assertEqual(browser.submit(page), "https://app.example/bye?state=s")
 
         await in_thread(flow)
 

@@ -36,7 +36,7 @@ from idserver.oidc.protocol import (
 )
 from idserver.oidc.provider import BearerError, OpenIDProvider
 from idserver.sessions.model import SessionState
-from idserver.web.csrf import check_csrf
+from idserver.web.csrf import CSRF_FIELD, check_csrf
 from idserver.web.login import request_form
 from idserver.web.session import SessionManager
 from idserver.web.templates import Markup, escape, render, send_page
@@ -102,6 +102,25 @@ def _unverified_claims(token: str) -> Any:
         return json.loads(base64url_decode(parts[1]))
     except (ValueError, TypeError):
         return None
+
+
+def _as_get(request: IRequest, path: str, params: Mapping[str, Sequence[str]]) -> bytes:
+    """
+    Send the browser to C{path} with C{params} as a GET request.
+
+    A browser leaves the C{SameSite=Lax} session cookie out of a POST
+    request that another site's page sends, but includes it in the
+    top-level GET request that follows a 303 redirect. So a POST request
+    from a client application without the cookie is handled as that GET
+    request, where the signed-in user is known.
+    """
+    query = urlencode(
+        [(name, value) for name, values in params.items() for value in values]
+    )
+    request.setResponseCode(303)
+    request.setHeader(b"Location", f"{path}?{query}".encode())
+    request.setHeader(b"Cache-Control", b"no-store")
+    return b""
 
 
 def _hidden_fields(items: Iterable[tuple[str, str]]) -> Markup:
@@ -224,6 +243,8 @@ class OpenIDResource:
                 e.parameters(self.provider.issuer),
             )
 
+        if request.method == b"POST" and not self.sessions.cookie_sent(request):
+            return _as_get(request, "/openid/auth", params)
         try:
             return await self._authorize(request, auth, params)
         except AuthorizationError as e:
@@ -514,6 +535,12 @@ class OpenIDResource:
                 params = _body_form(request)
             except TokenError as e:
                 return await self._error_page(request, e.error, e.description)
+            if not self.sessions.cookie_sent(request):
+                # Without the cookie the session can neither be ended nor
+                # kept, and clearing the cookie would sign the user out
+                # without asking. The CSRF token belongs to no session here.
+                params = {k: v for k, v in params.items() if k != CSRF_FIELD}
+                return _as_get(request, "/openid/session/end", params)
         else:
             params = request_form(request)
             if len(params) != len(request.args or {}):
