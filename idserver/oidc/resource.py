@@ -113,6 +113,10 @@ def _as_get(request: IRequest, path: str, params: Mapping[str, Sequence[str]]) -
     top-level GET request that follows a 303 redirect. So a POST request
     from a client application without the cookie is handled as that GET
     request, where the signed-in user is known.
+
+    NOTE: Twisted's HTTP/1.1 channel refuses requests whose request line and
+    headers exceed 16 KiB, so a POST with more parameters than that fails
+    on the GET request that follows.
     """
     query = urlencode(
         [(name, value) for name, values in params.items() for value in values]
