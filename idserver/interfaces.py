@@ -421,7 +421,12 @@ class ISessionStore(IRateLimitStore):
     def add_refresh_token(token: RefreshToken, now: float) -> Deferred[None]:
         """
         Store a refresh token and record C{now} as the last use of its
-        grant.
+        grant. A token of a grant that does not exist (revoked while the
+        token was being issued) is not stored.
+
+        A grant has one current refresh token: in the same atomic step,
+        the grant's other tokens that are not rotated yet are marked as
+        rotated at C{now}, as if they had been used.
         """
 
     def get_refresh_token(key: str) -> Deferred[RefreshToken | None]:
@@ -438,7 +443,8 @@ class ISessionStore(IRateLimitStore):
 
     def add_access_token(token: AccessToken) -> Deferred[None]:
         """
-        Store an access token.
+        Store an access token, unless its grant does not exist (revoked
+        while the token was being issued).
         """
 
     def get_access_token(key: str) -> Deferred[AccessToken | None]:

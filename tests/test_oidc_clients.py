@@ -101,6 +101,33 @@ class RedirectURITests(SynchronousTestCase):
                 redirect_uri_matches("http://127.0.0.1/cb", requested), requested
             )
 
+    def test_loopback_rest_exact(self) -> None:
+        """
+        Apart from the port, a loopback URI matches character for character:
+        characters that URL parsers drop (tab, CR, LF), an empty query and
+        other spellings of the port do not match.
+        """
+        registered = "http://127.0.0.1/cb"
+        for requested in (
+            "http://127.0.0.1:5/cb\t",
+            "http://127.0.0.1:5/cb\n",
+            "http://127.0.0.1:5/c\rb",
+            "http://12\n7.0.0.1:5/cb",
+            "http://127.0.0.1:5/cb?",
+            "http://127.0.0.1/cb?",
+            "http://127.0.0.1:05/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:+5/cb",
+            "http://127.0.0.1:/cb",
+            "HTTP://127.0.0.1:5/cb",
+        ):
+            self.assertFalse(redirect_uri_matches(registered, requested), requested)
+        self.assertTrue(redirect_uri_matches(registered, "http://127.0.0.1:65535/cb"))
+        self.assertTrue(
+            redirect_uri_matches("http://[::1]/cb?a=1", "http://[::1]:80/cb?a=1")
+        )
+
     @given(st.text(max_size=60))
     def test_no_false_match(self, suffix: str) -> None:
         """

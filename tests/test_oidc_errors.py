@@ -173,6 +173,23 @@ class AuthorizationErrorTests(TestCase):
         result = await self._redirect_error(url)
         self.assertEqual(result["error"], "invalid_request")
 
+    async def test_parameter_not_utf8(self) -> None:
+        """
+        A parameter that is not UTF-8 is invalid_request, sent to the client
+        when its redirect URI is valid and shown on an error page otherwise;
+        it is never left out as if it had not been sent.
+        """
+        client, _ = await self.server.add_client()
+        for name in ("state", "code_challenge", "nonce"):
+            url = auth_url(self.server, client.client_id, **{name: None})
+            result = await self._redirect_error(url + f"&{name}=%FF")
+            self.assertEqual(result["error"], "invalid_request", name)
+        page = await self._page(
+            auth_url(self.server, client.client_id, redirect_uri=None)
+            + "&redirect_uri=https%3A%2F%2Fapp.example%2F%FF"
+        )
+        self.assertEqual(page.status_code, 400)
+
     async def test_loopback_redirect_port(self) -> None:
         """
         A loopback redirect URI may come back with another port.
@@ -304,6 +321,33 @@ class TokenErrorTests(TestCase):
                     auth=auth,
                 )
             self.assertEqual(response.json()["error"], "invalid_request")
+
+        await in_thread(flow)
+
+    async def test_wrong_method(self) -> None:
+        """
+        Other methods than POST on the token, revocation and introspection
+        endpoints get a JSON error with status 405 and an Allow header.
+        """
+        await self._setup()
+
+        def flow() -> None:
+            with http_session() as session:
+                for path, allowed in (
+                    ("/token", "OPTIONS, POST"),
+                    ("/token/revocation", "OPTIONS, POST"),
+                    ("/token/introspection", "POST"),
+                ):
+                    for method in ("GET", "PUT", "DELETE"):
+                        response = session.request(
+                            method, self.server.issuer + path, timeout=10
+                        )
+                        self.assertEqual(response.status_code, 405, (method, path))
+                        self.assertEqual(response.headers["Allow"], allowed)
+                        self.assertEqual(response.headers["Cache-Control"], "no-store")
+                        self.assertEqual(
+                            response.json()["error"], "invalid_request", path
+                        )
 
         await in_thread(flow)
 

@@ -107,8 +107,21 @@ class DiscoveryTests(TestCase):
         self.assertEqual(
             document["scopes_supported"], ["openid", "profile", "email", "groups"]
         )
-        for claim in ("sub", "email_verified", "groups", "amr", "sid", "at_hash"):
-            self.assertIn(claim, document["claims_supported"])
+        # Every claim an ID token or UserInfo response can carry, and no
+        # other.
+        self.assertEqual(
+            sorted(document["claims_supported"]),
+            sorted(
+                [
+                    *("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce"),
+                    *("at_hash", "amr", "sid", "name", "given_name", "family_name"),
+                    *("preferred_username", "locale", "email", "email_verified"),
+                    "groups",
+                ]
+            ),
+        )
+        # consent and select_account are accepted but show no page.
+        self.assertEqual(document["prompt_values_supported"], ["none", "login"])
 
     async def test_jwks(self) -> None:
         """

@@ -10,6 +10,8 @@ import time
 
 import pyotp
 import requests
+from jwcrypto.jwk import JWK
+from jwcrypto.jwt import JWT
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
@@ -22,6 +24,7 @@ from tests.oidc_server import (
     OIDCServer,
     auth_url,
     form_fields,
+    http_session,
     in_thread,
     query_of,
     token_request,
@@ -379,6 +382,47 @@ class LoginTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_id_token_hint_of_other_user(self) -> None:
+        """
+        An id_token_hint naming another user than the signed-in one gets
+        login_required with prompt=none, and the form with that username
+        filled in otherwise; a hint naming the signed-in user changes
+        nothing.
+        """
+        await self.server.add_user("alice")
+        await self.server.add_user("bob")
+        client_id, _ = await self._client()
+        alice_hint = self.server.keys.sign(
+            {"iss": self.server.issuer, "sub": "alice", "aud": client_id}, "RS256"
+        )
+
+        def flow() -> None:
+            browser = Browser(self.server)
+            browser.login(auth_url(self.server, client_id), "bob")
+            silent = browser.get(
+                auth_url(
+                    self.server, client_id, prompt="none", id_token_hint=alice_hint
+                )
+            )
+            self.assertEqual(query_of(str(silent))["error"], "login_required")
+
+            page = browser.get(
+                auth_url(self.server, client_id, id_token_hint=alice_hint)
+            )
+            assert isinstance(page, requests.Response)
+            self.assertIn('value="alice"', page.text)
+            location = browser.submit(page, username="alice", password=PASSWORD)
+            self.assertIn("code", query_of(str(location)))
+
+            same = browser.get(
+                auth_url(
+                    self.server, client_id, prompt="none", id_token_hint=alice_hint
+                )
+            )
+            self.assertIn("code", query_of(str(same)))
+
+        await in_thread(flow)
+
     async def test_prompt_login_and_max_age(self) -> None:
         """
         prompt=login and an exceeded max_age show the form despite a
@@ -458,6 +502,44 @@ class LoginTests(TestCase):
             fields = form_fields(page.text)
             self.assertEqual(fields["error"], "login_required")
             self.assertEqual(fields["state"], "state-1")
+
+        await in_thread(flow)
+
+    async def test_post_without_cookie(self) -> None:
+        """
+        A POST authorization request without the session cookie, as a
+        browser sends it from another site (the cookie is SameSite=Lax), is
+        sent on as a GET request, which carries the cookie: a signed-in
+        user gets a code even with prompt=none.
+        """
+        await self.server.add_user("alice")
+        client_id, _ = await self._client()
+
+        def flow() -> None:
+            browser = Browser(self.server)
+            browser.login(auth_url(self.server, client_id), "alice")
+            form = {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid",
+                "state": "s-post",
+                "prompt": "none",
+            }
+            with http_session() as cross_site:
+                response = cross_site.post(
+                    self.server.issuer + "/auth",
+                    data=form,
+                    allow_redirects=False,
+                    timeout=10,
+                )
+            self.assertEqual(response.status_code, 303)
+            location = response.headers["Location"]
+            self.assertTrue(location.startswith("/openid/auth?"), location)
+            self.assertEqual(query_of(location), form)
+            result = browser.get(self.server.base_url + location)
+            self.assertIn("code", query_of(str(result)))
+            self.assertEqual(query_of(str(result))["state"], "s-post")
 
         await in_thread(flow)
 
@@ -573,6 +655,45 @@ class EndSessionTests(TestCase):
 
         await in_thread(flow)
 
+    async def test_hint_of_retired_key(self) -> None:
+        """
+        A hint signed with a key that is no longer published still names
+        its client: with a session the user confirms first, without one
+        the browser goes on to the registered URI.
+        """
+        browser, client_id, _ = await self._login()
+        unpublished = JWK.generate(kty="RSA", size=2048)
+        hint = JWT(
+            header={"alg": "RS256", "kid": "retired"},
+            claims={
+                "iss": self.server.issuer,
+                "sub": "alice",
+                "aud": client_id,
+                "iat": 1000,
+                "exp": 2000,
+            },
+        )
+        hint.make_signed_token(unpublished)
+        url = self._end_url(
+            id_token_hint=hint.serialize(),
+            post_logout_redirect_uri="https://app.example/bye",
+            state="s",
+        )
+
+        def flow() -> None:
+            page = browser.get(url)
+            assert isinstance(page, requests.Response)
+            self.assertEqual(page.status_code, 200)
+            self.assertIn("Sign out", page.text)
+            still = browser.get(auth_url(self.server, client_id, prompt="none"))
+            self.assertIn("code", query_of(str(still)))
+
+            self.assertEqual(
+                Browser(self.server).get(url), "https://app.example/bye?state=s"
+            )
+
+        await in_thread(flow)
+
     async def test_without_hint_confirms(self) -> None:
         """
         Without a hint the user confirms with a CSRF-protected form first.
@@ -603,6 +724,57 @@ class EndSessionTests(TestCase):
             self.assertEqual(result, "https://app.example/bye?state=s")
             after = browser.get(auth_url(self.server, client_id, prompt="none"))
             self.assertEqual(query_of(str(after))["error"], "login_required")
+
+        await in_thread(flow)
+
+    async def test_parameter_not_utf8(self) -> None:
+        """
+        A parameter that is not UTF-8 gets an error page instead of being
+        left out: a state that is not UTF-8 is not dropped silently.
+        """
+        browser, client_id, id_token = await self._login()
+
+        def flow() -> None:
+            url = self._end_url(
+                id_token_hint=id_token,
+                post_logout_redirect_uri="https://app.example/bye",
+            )
+            page = browser.get(url + "&state=%FF")
+            assert isinstance(page, requests.Response)
+            self.assertEqual(page.status_code, 400)
+
+        await in_thread(flow)
+
+    async def test_post_without_cookie(self) -> None:
+        """
+        A POST without the session cookie, as a browser sends it from
+        another site, neither clears the cookie nor signs anyone out: it is
+        sent on as a GET request, where the user confirms.
+        """
+        browser, client_id, _ = await self._login()
+        form = {
+            "client_id": client_id,
+            "post_logout_redirect_uri": "https://app.example/bye",
+            "state": "s",
+        }
+
+        def flow() -> None:
+            with http_session() as cross_site:
+                response = cross_site.post(
+                    self._end_url(), data=form, allow_redirects=False, timeout=10
+                )
+            self.assertEqual(response.status_code, 303)
+            self.assertNotIn("Set-Cookie", response.headers)
+            location = response.headers["Location"]
+            self.assertTrue(location.startswith("/openid/session/end?"), location)
+            self.assertEqual(query_of(location), form)
+
+            page = browser.get(self.server.base_url + location)
+            assert isinstance(page, requests.Response)
+            self.assertIn("Sign out", page.text)
+            still = browser.get(auth_url(self.server, client_id, prompt="none"))
+            self.assertIn("code", query_of(str(still)))
+            self.assertEqual(browser.submit(page), "https://app.example/bye?state=s")
 
         await in_thread(flow)
 

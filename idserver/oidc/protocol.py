@@ -20,6 +20,7 @@ from idserver.oidc.model import Client
 
 __all__ = [
     "CLAIMS_SUPPORTED",
+    "PROMPTS_SUPPORTED",
     "SCOPES_SUPPORTED",
     "AuthorizationError",
     "AuthorizationRequest",
@@ -49,13 +50,16 @@ CLAIMS_SUPPORTED = (
     "at_hash",
     "amr",
     "sid",
-    "azp",
     *PROFILE_CLAIMS,
     *EMAIL_CLAIMS,
     "groups",
 )
 RESPONSE_MODES = ("query", "form_post")
-PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+# OIDC Core §3.1.2.1 prompt values. Only none and login change what happens:
+# administrators register the clients, so there is no consent page, and a
+# browser has one session, so there is no account to select.
+PROMPTS_SUPPORTED = ("none", "login")
+PROMPTS = frozenset({*PROMPTS_SUPPORTED, "consent", "select_account"})
 LOCALE = "en-US"
 
 # RFC 7636 §4.1 and §4.2: a verifier is 43 to 128 unreserved characters;

@@ -23,6 +23,7 @@ from idserver.oidc.keys import KeyStore
 from idserver.oidc.model import SIGNING_ALGORITHMS, Client
 from idserver.oidc.protocol import (
     CLAIMS_SUPPORTED,
+    PROMPTS_SUPPORTED,
     SCOPES_SUPPORTED,
     AuthorizationRequest,
     ClientCredentials,
@@ -138,7 +139,7 @@ class OpenIDProvider:
             "introspection_endpoint_auth_methods_supported": auth_methods[:2],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": list(CLAIMS_SUPPORTED),
-            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "prompt_values_supported": list(PROMPTS_SUPPORTED),
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,
@@ -300,14 +301,13 @@ class OpenIDProvider:
         if not verify_pkce(verifier, code.code_challenge):
             raise _invalid_grant("The code_verifier does not match.")
 
-        usable = await self._usable_user(code.user_id, code.auth_time, client)
-        if isinstance(usable, str):
-            raise _invalid_grant(f"The grant is no longer valid: {usable}.")
-        user, groups = usable
-
+        # The grant is stored before anything else is awaited. A concurrent
+        # replay of the code then revokes it (the store runs calls in the
+        # order they are made), and so do the tokens issued from it below,
+        # because every use of a token checks that its grant exists.
         grant = Grant(
             id=grant_id,
-            user_id=user.id,
+            user_id=code.user_id,
             client_id=client.client_id,
             scope=code.scope,
             sid=code.sid,
@@ -317,6 +317,12 @@ class OpenIDProvider:
             last_used=now,
         )
         await self.sessions.add_grant(grant)
+
+        usable = await self._usable_user(code.user_id, code.auth_time, client)
+        if isinstance(usable, str):
+            await self.sessions.revoke_grant(grant.id)
+            raise _invalid_grant(f"The grant is no longer valid: {usable}.")
+        user, groups = usable
         return await self._issue(client, grant, user, groups, code.nonce, grant.scope)
 
     async def _refresh(

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from jwcrypto.common import JWException
+from jwcrypto.common import JWException, base64url_decode
 from jwcrypto.jwt import JWT
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -36,7 +36,7 @@ from idserver.oidc.protocol import (
 )
 from idserver.oidc.provider import BearerError, OpenIDProvider
 from idserver.sessions.model import SessionState
-from idserver.web.csrf import check_csrf
+from idserver.web.csrf import CSRF_FIELD, check_csrf
 from idserver.web.login import request_form
 from idserver.web.session import SessionManager
 from idserver.web.templates import Markup, escape, render, send_page
@@ -44,7 +44,9 @@ from idserver.web.templates import Markup, escape, render, send_page
 __all__ = ["OpenIDResource"]
 
 _JSON = b"application/json"
-_CORS_PATHS = ("/openid/token", "/openid/me", "/openid/token/revocation")
+# The methods a POST-only endpoint answers with 405 (OPTIONS has its own
+# route where CORS needs it).
+_OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
 
 
 def _json(
@@ -86,6 +88,43 @@ def _body_form(request: IRequest) -> dict[str, list[str]]:
     except UnicodeDecodeError:
         raise TokenError("invalid_request", "The body is not UTF-8.") from None
     return parse_qs(text, keep_blank_values=True)
+
+
+def _unverified_claims(token: str) -> Any:
+    """
+    Decode the payload of a compact JWS without checking its signature;
+    C{None} when it is not one.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        return json.loads(base64url_decode(parts[1]))
+    except (ValueError, TypeError):
+        return None
+
+
+def _as_get(request: IRequest, path: str, params: Mapping[str, Sequence[str]]) -> bytes:
+    """
+    Send the browser to C{path} with C{params} as a GET request.
+
+    A browser leaves the C{SameSite=Lax} session cookie out of a POST
+    request that another site's page sends, but includes it in the
+    top-level GET request that follows a 303 redirect. So a POST request
+    from a client application without the cookie is handled as that GET
+    request, where the signed-in user is known.
+
+    NOTE: Twisted's HTTP/1.1 channel refuses requests whose request line and
+    headers exceed 16 KiB, so a POST with more parameters than that fails
+    on the GET request that follows.
+    """
+    query = urlencode(
+        [(name, value) for name, values in params.items() for value in values]
+    )
+    request.setResponseCode(303)
+    request.setHeader(b"Location", f"{path}?{query}".encode())
+    request.setHeader(b"Cache-Control", b"no-store")
+    return b""
 
 
 def _hidden_fields(items: Iterable[tuple[str, str]]) -> Markup:
@@ -169,8 +208,11 @@ class OpenIDResource:
                 params = _body_form(request)
             except TokenError as e:
                 return await self._error_page(request, e.error, e.description)
+            not_utf8 = False
         else:
             params = request_form(request)
+            # request_form leaves out parameters that are not UTF-8.
+            not_utf8 = len(params) != len(request.args or {})
 
         client = None
         try:
@@ -182,6 +224,14 @@ class OpenIDResource:
 
         try:
             auth = parse_authorization_request(params, client)
+            if not_utf8:
+                raise AuthorizationError(
+                    "invalid_request",
+                    "A parameter is not UTF-8.",
+                    redirect_uri=auth.redirect_uri,
+                    state=auth.state,
+                    response_mode=auth.response_mode,
+                )
         except ErrorPage as e:
             self.log.info(
                 "Rejected an authorization request for {client_id}: {reason}",
@@ -197,6 +247,8 @@ class OpenIDResource:
                 e.parameters(self.provider.issuer),
             )
 
+        if request.method == b"POST" and not self.sessions.cookie_sent(request):
+            return _as_get(request, "/openid/auth", params)
         try:
             return await self._authorize(request, auth, params)
         except AuthorizationError as e:
@@ -222,6 +274,13 @@ class OpenIDResource:
                 response_mode=auth.response_mode,
             )
 
+        try:
+            hinted_user = self._hinted_user(single(params, "id_token_hint"))
+        except ValueError:
+            raise fail(
+                "invalid_request", "The id_token_hint parameter is repeated."
+            ) from None
+
         current = await self.sessions.signed_in(request)
         now = self.clock.seconds()
         fresh_login_needed = "login" in auth.prompt or (
@@ -229,10 +288,22 @@ class OpenIDResource:
             and auth.max_age is not None
             and now - (current[0].auth_time or 0.0) > auth.max_age
         )
-        if current is None or fresh_login_needed:
+        # OIDC Core §3.1.2.1: a hint naming another user than the signed-in
+        # one gets a positive response only after that user signs in.
+        other_user = (
+            current is not None
+            and hinted_user is not None
+            and current[1].username != hinted_user
+        )
+        if current is None or fresh_login_needed or other_user:
             if "none" in auth.prompt:
-                raise fail("login_required", "The user is not signed in.")
-            return self._to_login(request, params, auth)
+                description = (
+                    "The signed-in user is not the one id_token_hint names."
+                    if other_user
+                    else "The user is not signed in."
+                )
+                raise fail("login_required", description)
+            return self._to_login(request, params, auth, hinted_user)
 
         session, user = current
         groups = await self.provider.groups_of(user)
@@ -256,14 +327,16 @@ class OpenIDResource:
         request: IRequest,
         params: Mapping[str, Sequence[str]],
         auth: AuthorizationRequest,
+        hinted_user: str | None,
     ) -> bytes:
-        # The login page sends the browser back here. prompt=login and
-        # max_age are left out of that return request: the login that is
-        # about to happen satisfies them, and keeping them would ask again.
+        # The login page sends the browser back here. prompt=login, max_age
+        # and id_token_hint are left out of that return request: the login
+        # that is about to happen satisfies them, and keeping them would ask
+        # again (the user may choose to sign in as someone else).
         again = [
             (name, value)
             for name, values in params.items()
-            if name not in ("max_age",)
+            if name not in ("max_age", "id_token_hint")
             for value in values
         ]
         again = [
@@ -274,8 +347,9 @@ class OpenIDResource:
         ]
         return_to = "/openid/auth?" + urlencode(again)
         query = {"return_to": return_to}
-        if auth.login_hint:
-            query["login_hint"] = auth.login_hint
+        login_hint = auth.login_hint or hinted_user
+        if login_hint:
+            query["login_hint"] = login_hint
         request.setResponseCode(303)
         request.setHeader(b"Location", ("/login?" + urlencode(query)).encode("utf-8"))
         request.setHeader(b"Cache-Control", b"no-store")
@@ -363,6 +437,23 @@ class OpenIDResource:
             return self._token_error(request, e)
         return _json(request, response)
 
+    @app.route("/openid/token", methods=_OTHER_METHODS)
+    @app.route("/openid/token/revocation", methods=_OTHER_METHODS)
+    @app.route("/openid/token/introspection", methods=[*_OTHER_METHODS, "OPTIONS"])
+    def method_not_allowed(self, request: IRequest) -> bytes:
+        """
+        Reject a token, revocation or introspection request that is not a
+        POST with a JSON error, as clients of these endpoints expect.
+        """
+        path = (request.path or b"").rstrip(b"/")
+        allowed = b"POST" if path.endswith(b"/introspection") else b"OPTIONS, POST"
+        request.setHeader(b"Allow", allowed)
+        body = {
+            "error": "invalid_request",
+            "error_description": "This endpoint accepts only POST requests.",
+        }
+        return _json(request, body, status=405)
+
     @app.route("/openid/token", methods=["OPTIONS"])
     @app.route("/openid/me", methods=["OPTIONS"])
     @app.route("/openid/token/revocation", methods=["OPTIONS"])
@@ -448,8 +539,18 @@ class OpenIDResource:
                 params = _body_form(request)
             except TokenError as e:
                 return await self._error_page(request, e.error, e.description)
+            if not self.sessions.cookie_sent(request):
+                # Without the cookie the session can neither be ended nor
+                # kept, and clearing the cookie would sign the user out
+                # without asking. The CSRF token belongs to no session here.
+                params = {k: v for k, v in params.items() if k != CSRF_FIELD}
+                return _as_get(request, "/openid/session/end", params)
         else:
             params = request_form(request)
+            if len(params) != len(request.args or {}):
+                return await self._error_page(
+                    request, "invalid_request", "A parameter is not UTF-8."
+                )
         try:
             values = {
                 name: single(params, name)
@@ -465,7 +566,7 @@ class OpenIDResource:
                 request, "invalid_request", f"The {e} parameter is repeated."
             )
 
-        hint = self._read_id_token_hint(values["id_token_hint"])
+        hint, hint_verified = self._read_id_token_hint(values["id_token_hint"])
         client_id = values["client_id"]
         if hint is not None:
             audience = hint.get("aud")
@@ -496,6 +597,7 @@ class OpenIDResource:
             user = await self.sessions.user_of(session)
             matches_hint = (
                 hint is not None
+                and hint_verified
                 and user is not None
                 and hint.get("sub") == user.username
             )
@@ -517,13 +619,21 @@ class OpenIDResource:
         body = render("message.html", message="You are signed out.")
         return send_page(request, await self._server_name(), body)
 
-    def _read_id_token_hint(self, token: str | None) -> dict[str, Any] | None:
+    def _read_id_token_hint(
+        self, token: str | None
+    ) -> tuple[dict[str, Any] | None, bool]:
         """
-        Return the claims of an ID token this provider signed, expired or
-        not, or C{None} when there is no valid one.
+        Return the claims of an ID token of this issuer, expired or not, and
+        whether its signature was verified with a published key.
+
+        A hint whose key is no longer published (an old ID token kept across
+        a key rotation) is still read, but only its C{aud} may be trusted as
+        much as a C{client_id} parameter: it picks the client whose
+        registered post-logout URIs apply. Its C{sub} must not end a session
+        without the user's confirmation.
         """
         if token is None:
-            return None
+            return None, False
         try:
             parsed = JWT(
                 jwt=token,
@@ -531,12 +641,25 @@ class OpenIDResource:
                 algs=list(SIGNING_ALGORITHMS),
                 check_claims=False,
             )
-            claims: dict[str, Any] = json.loads(parsed.claims)
+            claims: Any = json.loads(parsed.claims)
+            verified = True
         except (JWException, ValueError, TypeError):
+            claims = _unverified_claims(token)
+            verified = False
+        if not isinstance(claims, dict) or claims.get("iss") != self.provider.issuer:
+            return None, False
+        return claims, verified
+
+    def _hinted_user(self, token: str | None) -> str | None:
+        """
+        Return the username an authorization request's C{id_token_hint}
+        names, or C{None} without a hint whose signature checks out.
+        """
+        hint, verified = self._read_id_token_hint(token)
+        if hint is None or not verified:
             return None
-        if claims.get("iss") != self.provider.issuer:
-            return None
-        return claims
+        subject = hint.get("sub")
+        return subject if isinstance(subject, str) else None
 
     async def _confirm_logout(
         self, request: IRequest, csrf_token: str, values: Mapping[str, str | None]

@@ -24,6 +24,10 @@ __all__ = ["SQLiteSessionStore"]
 
 _NEW_GRANT_MARGIN = 300.0
 
+# Tokens are inserted only while their grant exists: a grant revoked while a
+# token request was in flight leaves no token behind.
+_IF_GRANT_EXISTS = "WHERE EXISTS (SELECT 1 FROM grants WHERE id = ?)"
+
 
 def _words(value: str) -> tuple[str, ...]:
     return tuple(value.split())
@@ -320,8 +324,13 @@ class SQLiteSessionStore:
     def add_refresh_token(self, token: RefreshToken, now: float) -> Deferred[None]:
         def add(connection: sqlite3.Connection) -> None:
             connection.execute(
+                "UPDATE refresh_tokens SET rotated_at = ?"
+                " WHERE grant_id = ? AND rotated_at IS NULL",
+                (now, token.grant_id),
+            )
+            connection.execute(
                 "INSERT INTO refresh_tokens (key, grant_id, client_id, issued_at,"
-                " expires_at, rotated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                f" expires_at, rotated_at) SELECT ?, ?, ?, ?, ?, ? {_IF_GRANT_EXISTS}",
                 (
                     token.key,
                     token.grant_id,
@@ -329,6 +338,7 @@ class SQLiteSessionStore:
                     token.issued_at,
                     token.expires_at,
                     token.rotated_at,
+                    token.grant_id,
                 ),
             )
             connection.execute(
@@ -359,7 +369,8 @@ class SQLiteSessionStore:
         def add(connection: sqlite3.Connection) -> None:
             connection.execute(
                 "INSERT INTO access_tokens (key, grant_id, client_id, user_id,"
-                " scope, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " scope, issued_at, expires_at) SELECT ?, ?, ?, ?, ?, ?, ?"
+                f" {_IF_GRANT_EXISTS}",
                 (
                     token.key,
                     token.grant_id,
@@ -368,6 +379,7 @@ class SQLiteSessionStore:
                     " ".join(token.scope),
                     token.issued_at,
                     token.expires_at,
+                    token.grant_id,
                 ),
             )
 

@@ -246,6 +246,41 @@ class SessionStoreContract:
         stored = await self.store.get_refresh_token(token.key)
         self.assertEqual(stored.rotated_at, NOW + 1)
 
+    async def test_one_current_refresh_token(self: Any) -> None:
+        """
+        Storing a refresh token marks the grant's current one as rotated,
+        and leaves tokens of other grants and rotated tokens alone.
+        """
+        grant, other = _grant(), _grant()
+        await self.store.add_grant(grant)
+        await self.store.add_grant(other)
+        rotated = _refresh(grant, rotated_at=NOW - 5)
+        first, second = _refresh(grant), _refresh(grant)
+        theirs = _refresh(other)
+        await self.store.add_refresh_token(rotated, NOW)
+        await self.store.add_refresh_token(theirs, NOW)
+        await self.store.add_refresh_token(first, NOW)
+        await self.store.add_refresh_token(second, NOW + 1)
+
+        stored = await self.store.get_refresh_token(first.key)
+        self.assertEqual(stored.rotated_at, NOW + 1)
+        self.assertEqual(await self.store.get_refresh_token(second.key), second)
+        self.assertEqual(await self.store.get_refresh_token(theirs.key), theirs)
+        stored = await self.store.get_refresh_token(rotated.key)
+        self.assertEqual(stored.rotated_at, NOW - 5)
+
+    async def test_tokens_of_missing_grant(self: Any) -> None:
+        """
+        Tokens of a grant that was revoked (or never stored) are not stored.
+        """
+        grant = _grant()
+        refresh = _refresh(grant)
+        access = _access(grant)
+        await self.store.add_refresh_token(refresh, NOW)
+        await self.store.add_access_token(access)
+        self.assertIsNone(await self.store.get_refresh_token(refresh.key))
+        self.assertIsNone(await self.store.get_access_token(access.key))
+
     async def test_access_token_round_trip(self: Any) -> None:
         """
         A stored access token comes back equal until it is deleted.

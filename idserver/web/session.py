@@ -96,6 +96,14 @@ class SessionManager:
     def _clear_cookie(self, request: IRequest) -> None:
         _add_cookie(request, b"", 0)
 
+    def cookie_sent(self, request: IRequest) -> bool:
+        """
+        Return whether the request carries a session cookie, valid or not.
+        A browser leaves the C{SameSite=Lax} cookie out of a POST request
+        that another site sends.
+        """
+        return bool(self._cookie(request))
+
     async def load(self, request: IRequest) -> BrowserSession | None:
         """
         Return the unexpired session named by the request's cookie, in any
