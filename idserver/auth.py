@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ICredentials
@@ -164,13 +164,17 @@ class LoginService:
     again. So guesses sent in parallel cannot all be checked before the
     first one fails, and parallel logins with the right password (several
     connections of one mail client) are delayed, not rejected.
-    NOTE: checks in progress are counted per L{LoginService} object, so
-    processes that share one store may each run up to C{user_limit} checks
-    of a user at once.
+    Every L{LoginService} of a process shares these counts, so the LDAP
+    server and the web login together stay within the limit.
+    NOTE: the counts are per process, so several processes sharing one
+    store may each run up to C{user_limit} checks of a user at once.
     """
 
     log = Logger()
     credentialInterfaces = (ICredentials,)
+
+    _in_progress: ClassVar[Counter[str]] = Counter()
+    _waiting: ClassVar[dict[str, list[Deferred[None]]]] = {}
 
     def __init__(
         self,
@@ -189,8 +193,6 @@ class LoginService:
         self.address_limit = address_limit
         self.window = window
         self._dummy_hash: str | None = None
-        self._in_progress: Counter[str] = Counter()
-        self._waiting: dict[str, list[Deferred[None]]] = {}
 
     def authenticate(
         self, credentials: PasswordLogin | TOTPLogin

@@ -198,6 +198,32 @@ class LoginServiceTests(TestCase):
         result = await self.service.authenticate(self.login())
         self.assertEqual(result.user.username, "alice")
 
+    async def test_parallelGuessesTwoServices(self) -> None:
+        """
+        Two login services of one process, such as the LDAP server's and the
+        web login's, share the per-user count of checks in progress.
+        """
+        await self.addAlice()
+        other = LoginService(
+            self.directory,
+            self.directory,
+            self.directory,
+            user_limit=3,
+            address_limit=5,
+            window=60.0,
+        )
+        attempts = [
+            service.authenticate(
+                self.login(password=f"guess number {i}", address=f"192.0.2.{i}")
+            )
+            for i in range(5)
+            for service in (self.service, other)
+        ]
+        outcomes = await DeferredList(attempts, consumeErrors=True)
+
+        reasons = [failure.value.reason for _, failure in outcomes]
+        self.assertEqual(reasons.count("wrong password"), 3)
+
     async def test_parallelLogins(self) -> None:
         """
         Parallel logins with the right password, more than the per-user
