@@ -181,7 +181,15 @@ class SignInTests(DashboardTestCase):
         a URL built from the Host header the client sent.
         """
         client = await self.signed_in()
-        for path in ("/account//profile", "/admin/users//new", "/account/sessions//"):
+        for path in (
+            "/account//profile",
+            "/admin/users//new",
+            "/account/sessions//",
+            "/login//totp",
+            "/openid//auth",
+            "/static//idserver.css",
+            "//healthz",
+        ):
             response = await in_thread(
                 client.session.get,
                 self.server.base_url + path,

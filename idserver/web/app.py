@@ -52,6 +52,9 @@ class WebApp:
     """
 
     app = Klein()
+    # Werkzeug answers a path with doubled slashes with a redirect to an
+    # absolute URL built from the client's Host header; 404 instead.
+    app.url_map.merge_slashes = False
     log = Logger()
 
     def __init__(
