@@ -5,6 +5,7 @@ reset 2FA, group memberships, sessions, delete.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -84,6 +85,26 @@ class UserPages(SessionListing):
             return await self.directory.get_user(user_id)
         except NotFoundError:
             return None
+
+    async def _posted_user(
+        self, request: IRequest, user_id: str
+    ) -> tuple[Viewer, dict[str, list[str]], User] | bytes:
+        """
+        Check the admin, the form's CSRF token and the user a POST names.
+
+        @return: the viewer, the form and the user, or the response to send
+            instead (login redirect, 403, expired form or 404).
+        """
+        viewer = await self.admin(request)
+        if not isinstance(viewer, Viewer):
+            return viewer
+        form = self.check_form(request, viewer)
+        if form is None:
+            return self.expired_form(request, viewer)
+        user = await self._user(user_id)
+        if user is None:
+            return self.not_found(request, viewer, "There is no such user.")
+        return viewer, form, user
 
     # List
 
@@ -550,15 +571,10 @@ class UserPages(SessionListing):
         """
         Save the email addresses, display name, role and active state.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None:
-            return self.not_found(request, viewer, "There is no such user.")
+        posted = await self._posted_user(request, user_id)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, user = posted
 
         state = FormState.of(
             {
@@ -616,15 +632,10 @@ class UserPages(SessionListing):
         """
         Set a user's password and end the user's sessions.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None:
-            return self.not_found(request, viewer, "There is no such user.")
+        posted = await self._posted_user(request, user_id)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, user = posted
         state = FormState()
         password = form_value(form, "password")
         if password != form_value(form, "confirm_password"):
@@ -659,15 +670,10 @@ class UserPages(SessionListing):
         """
         Turn a user's 2FA off.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None:
-            return self.not_found(request, viewer, "There is no such user.")
+        posted = await self._posted_user(request, user_id)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, user = posted
         await self.directory.disable_totp(user.id)
         if viewer.settings.get("mandatory_2fa"):
             # Without 2FA the user must enrol before anything else.
@@ -692,15 +698,10 @@ class UserPages(SessionListing):
         return await self._membership(request, user_id, add=False)
 
     async def _membership(self, request: IRequest, user_id: str, *, add: bool) -> bytes:
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None:
-            return self.not_found(request, viewer, "There is no such user.")
+        posted = await self._posted_user(request, user_id)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, user = posted
         kind = "group.add_member" if add else "group.remove_member"
         state = FormState()
         try:
@@ -727,24 +728,46 @@ class UserPages(SessionListing):
         """
         Revoke one app session of the user.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None or not await self.revoke_user_grant(
-            request, viewer, user, form_value(form, "grant")
-        ):
-            return self.not_found(request, viewer, "There is no such app session.")
-        return self.redirect(request, f"/admin/users/{user.id}?done=revoked")
+        return await self._end_session(
+            request,
+            user_id,
+            self.revoke_user_grant,
+            "grant",
+            "There is no such app session.",
+            "revoked",
+        )
 
     @app.route("/admin/users/<string:user_id>/signout", methods=["POST"])
     async def sign_out(self, request: IRequest, user_id: str) -> bytes:
         """
         End one browser session of the user.
         """
+        return await self._end_session(
+            request,
+            user_id,
+            self.sign_out_user_browser,
+            "sid",
+            "There is no such browser session.",
+            "signed-out",
+        )
+
+    async def _end_session(
+        self,
+        request: IRequest,
+        user_id: str,
+        end: Callable[[IRequest, Viewer, User, str], Awaitable[bool]],
+        field: str,
+        missing: str,
+        done: str,
+    ) -> bytes:
+        """
+        End the session of the user that the form field C{field} names.
+
+        @param end: ends the session; returns C{False} if the user has no
+            such session.
+        @param missing: the 404 message for an unknown user or session.
+        @param done: the notice code of the redirect.
+        """
         viewer = await self.admin(request)
         if not isinstance(viewer, Viewer):
             return viewer
@@ -752,11 +775,11 @@ class UserPages(SessionListing):
         if form is None:
             return self.expired_form(request, viewer)
         user = await self._user(user_id)
-        if user is None or not await self.sign_out_user_browser(
-            request, viewer, user, form_value(form, "sid")
+        if user is None or not await end(
+            request, viewer, user, form_value(form, field)
         ):
-            return self.not_found(request, viewer, "There is no such browser session.")
-        return self.redirect(request, f"/admin/users/{user.id}?done=signed-out")
+            return self.not_found(request, viewer, missing)
+        return self.redirect(request, f"/admin/users/{user.id}?done={done}")
 
     # Delete
 
@@ -802,15 +825,10 @@ class UserPages(SessionListing):
         """
         Delete a user and end their sessions.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None:
-            return self.not_found(request, viewer, "There is no such user.")
+        posted = await self._posted_user(request, user_id)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, user = posted
         try:
             await self.directory.delete_user(user.id)
         except DirectoryError as error:
