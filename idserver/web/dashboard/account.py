@@ -5,6 +5,7 @@ password and two-factor authentication, and their app sessions.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from klein import Klein
@@ -698,31 +699,49 @@ class AccountPages(SessionListing):
         """
         Revoke one of the user's app sessions with its tokens.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        if await self.revoke_user_grant(
-            request, viewer, viewer.user, form_value(form, "grant")
-        ):
-            return self.redirect(request, "/account/sessions?done=revoked")
-        return self.not_found(request, viewer, "There is no such app session.")
+        return await self._end_session(
+            request,
+            self.revoke_user_grant,
+            "grant",
+            "There is no such app session.",
+            "revoked",
+        )
 
     @app.route("/account/sessions/signout", methods=["POST"])
     async def sign_out_browser(self, request: IRequest) -> bytes:
         """
         End one of the user's other browser sessions.
         """
+        return await self._end_session(
+            request,
+            self.sign_out_user_browser,
+            "sid",
+            "There is no such browser session.",
+            "signed-out",
+        )
+
+    async def _end_session(
+        self,
+        request: IRequest,
+        end: Callable[[IRequest, Viewer, User, str], Awaitable[bool]],
+        field: str,
+        missing: str,
+        done: str,
+    ) -> bytes:
+        """
+        End the viewer's session that the form field C{field} names.
+
+        @param end: ends the session; returns C{False} if the viewer has no
+            such session.
+        @param missing: the 404 message for an unknown session.
+        @param done: the notice code of the redirect.
+        """
         viewer = await self.viewer(request)
         if not isinstance(viewer, Viewer):
             return viewer
         form = self.check_form(request, viewer)
         if form is None:
             return self.expired_form(request, viewer)
-        if await self.sign_out_user_browser(
-            request, viewer, viewer.user, form_value(form, "sid")
-        ):
-            return self.redirect(request, "/account/sessions?done=signed-out")
-        return self.not_found(request, viewer, "There is no such browser session.")
+        if await end(request, viewer, viewer.user, form_value(form, field)):
+            return self.redirect(request, f"/account/sessions?done={done}")
+        return self.not_found(request, viewer, missing)
