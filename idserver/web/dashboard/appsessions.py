@@ -10,7 +10,7 @@ from twisted.web.iweb import IRequest
 from idserver.model import User
 from idserver.sessions.model import SessionState
 from idserver.web.dashboard.base import DashboardPages, Viewer
-from idserver.web.dashboard.html import element, format_time, hidden
+from idserver.web.dashboard.html import data_table, element, format_time, hidden
 from idserver.web.templates import Markup
 
 __all__ = ["SessionListing"]
@@ -65,19 +65,9 @@ class SessionListing(DashboardPages):
                 )
                 for grant in grants
             ]
-            grant_table: Markup = element(
-                "table",
-                element(
-                    "thead",
-                    element(
-                        "tr",
-                        [
-                            element("th", label, scope="col")
-                            for label in ("App", "Granted", "Last used", "Scopes", "")
-                        ],
-                    ),
-                ),
-                element("tbody", rows),
+            grant_table: Markup = data_table(
+                ("App", "Granted", "Last used", "Scopes", ""),
+                rows,
                 class_="table",
                 id="app-sessions",
             )
@@ -123,25 +113,9 @@ class SessionListing(DashboardPages):
                 )
             )
         if browser_rows:
-            browser_table: Markup = element(
-                "table",
-                element(
-                    "thead",
-                    element(
-                        "tr",
-                        [
-                            element("th", label, scope="col")
-                            for label in (
-                                "Browser",
-                                "Address",
-                                "Signed in",
-                                "Last seen",
-                                "",
-                            )
-                        ],
-                    ),
-                ),
-                element("tbody", browser_rows),
+            browser_table: Markup = data_table(
+                ("Browser", "Address", "Signed in", "Last seen", ""),
+                browser_rows,
                 class_="table",
                 id="browser-sessions",
             )

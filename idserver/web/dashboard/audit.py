@@ -12,7 +12,13 @@ from twisted.web.iweb import IRequest
 
 from idserver.model import AuditEvent
 from idserver.web.dashboard.base import DashboardPages, Viewer
-from idserver.web.dashboard.html import FormState, element, format_time, select
+from idserver.web.dashboard.html import (
+    FormState,
+    data_table,
+    element,
+    format_time,
+    select,
+)
 from idserver.web.templates import Markup
 
 __all__ = ["EVENT_TYPES", "AuditPages"]
@@ -109,28 +115,18 @@ class AuditPages(DashboardPages):
             class_="filters card",
         )
         if events:
-            table: Markup = element(
-                "table",
-                element(
-                    "thead",
-                    element(
-                        "tr",
-                        [
-                            element("th", label, scope="col")
-                            for label in (
-                                "Time",
-                                "Event",
-                                "Outcome",
-                                "User",
-                                "Subject",
-                                "Address",
-                                "Via",
-                                "Detail",
-                            )
-                        ],
-                    ),
+            table: Markup = data_table(
+                (
+                    "Time",
+                    "Event",
+                    "Outcome",
+                    "User",
+                    "Subject",
+                    "Address",
+                    "Via",
+                    "Detail",
                 ),
-                element("tbody", [self._row(event) for event in events]),
+                [self._row(event) for event in events],
                 class_="table audit",
                 id="audit",
             )

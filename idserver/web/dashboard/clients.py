@@ -25,6 +25,7 @@ from idserver.web.dashboard.base import (
 from idserver.web.dashboard.html import (
     FormState,
     checkbox,
+    data_table,
     element,
     select,
     text_area,
@@ -154,19 +155,9 @@ class ClientPages(DashboardPages):
                 )
                 for client in clients
             ]
-            table: Markup = element(
-                "table",
-                element(
-                    "thead",
-                    element(
-                        "tr",
-                        [
-                            element("th", label, scope="col")
-                            for label in ("Name", "Client id", "Type", "Signing")
-                        ],
-                    ),
-                ),
-                element("tbody", rows),
+            table: Markup = data_table(
+                ("Name", "Client id", "Type", "Signing"),
+                rows,
                 class_="table",
                 id="clients",
             )

@@ -14,6 +14,7 @@ from idserver.validation import normalize_group_name
 from idserver.web.dashboard.base import DashboardPages, Viewer, form_value
 from idserver.web.dashboard.html import (
     FormState,
+    data_table,
     element,
     hidden,
     text_input,
@@ -91,21 +92,8 @@ class GroupPages(DashboardPages):
                 )
                 for group in groups
             ]
-            table: Markup = element(
-                "table",
-                element(
-                    "thead",
-                    element(
-                        "tr",
-                        [
-                            element("th", label, scope="col")
-                            for label in ("Name", "Members", "Source", "GID")
-                        ],
-                    ),
-                ),
-                element("tbody", rows),
-                class_="table",
-                id="groups",
+            table: Markup = data_table(
+                ("Name", "Members", "Source", "GID"), rows, class_="table", id="groups"
             )
         else:
             table = element("p", "There are no groups yet.", class_="empty")

@@ -27,6 +27,7 @@ __all__ = [
     "Child",
     "FormState",
     "checkbox",
+    "data_table",
     "element",
     "format_time",
     "hidden",
@@ -82,6 +83,23 @@ def element(tag: str, *children: Child, **attributes: Any) -> Markup:
     if tag in _VOID:
         return Markup(opening)
     return Markup(opening + join(*children) + f"</{tag}>")
+
+
+def data_table(labels: Iterable[str], rows: Child, **attributes: Any) -> Markup:
+    """
+    Build a table with one header row of column C{labels} above C{rows}.
+
+    @param attributes: the table's attributes, named as L{element} takes them.
+    """
+    return element(
+        "table",
+        element(
+            "thead",
+            element("tr", [element("th", label, scope="col") for label in labels]),
+        ),
+        element("tbody", rows),
+        **attributes,
+    )
 
 
 def hidden(name: str, value: str) -> Markup:

@@ -21,6 +21,7 @@ from idserver.web.dashboard.base import Viewer, form_flag, form_value
 from idserver.web.dashboard.html import (
     FormState,
     checkbox,
+    data_table,
     element,
     format_time,
     hidden,
@@ -158,27 +159,17 @@ class UserPages(SessionListing):
         )
         if users:
             rows = [self._row(user) for user in users]
-            table: Markup = element(
-                "table",
-                element(
-                    "thead",
-                    element(
-                        "tr",
-                        [
-                            element("th", label, scope="col")
-                            for label in (
-                                "Username",
-                                "Name",
-                                "Email",
-                                "Role",
-                                "Active",
-                                "2FA",
-                                "Source",
-                            )
-                        ],
-                    ),
+            table: Markup = data_table(
+                (
+                    "Username",
+                    "Name",
+                    "Email",
+                    "Role",
+                    "Active",
+                    "2FA",
+                    "Source",
                 ),
-                element("tbody", rows),
+                rows,
                 class_="table",
                 id="users",
             )
