@@ -24,7 +24,7 @@ from idserver.model import Source, User
 from idserver.oidc.model import Client
 from idserver.sessions.model import SessionState
 from idserver.web.dashboard.appsessions import SessionListing
-from idserver.web.dashboard.base import Viewer, form_value
+from idserver.web.dashboard.base import Viewer, done_notice, form_value
 from idserver.web.dashboard.html import (
     FormState,
     element,
@@ -80,13 +80,6 @@ def client_allows(client: Client, user: User, group_ids: set[str]) -> bool:
     if not client.allowed_group_ids or user.is_admin:
         return True
     return any(group_id in group_ids for group_id in client.allowed_group_ids)
-
-
-def _notice(request: IRequest) -> str | None:
-    codes = (request.args or {}).get(b"done", [])
-    if len(codes) != 1:
-        return None
-    return _NOTICES.get(codes[0].decode("ascii", "replace"))
 
 
 class AccountPages(SessionListing):
@@ -159,7 +152,10 @@ class AccountPages(SessionListing):
         if not isinstance(viewer, Viewer):
             return viewer
         return self._profile_page(
-            request, viewer, self._profile_state(viewer.user), _notice(request)
+            request,
+            viewer,
+            self._profile_state(viewer.user),
+            done_notice(request, _NOTICES),
         )
 
     def _profile_state(self, user: User) -> FormState:
@@ -291,7 +287,7 @@ class AccountPages(SessionListing):
         if not isinstance(viewer, Viewer):
             return viewer
         return self._security_page(
-            request, viewer, FormState(), FormState(), _notice(request)
+            request, viewer, FormState(), FormState(), done_notice(request, _NOTICES)
         )
 
     def _security_page(
@@ -691,7 +687,7 @@ class AccountPages(SessionListing):
             ),
             body,
             section="/account/sessions",
-            notice=_notice(request),
+            notice=done_notice(request, _NOTICES),
         )
 
     @app.route("/account/sessions/revoke", methods=["POST"])

@@ -37,6 +37,7 @@ __all__ = [
     "DashboardContext",
     "DashboardPages",
     "Viewer",
+    "done_notice",
     "form_flag",
     "form_lines",
     "form_value",
@@ -94,6 +95,17 @@ class Viewer:
     @property
     def server_name(self) -> str:
         return str(self.settings.get("name") or "idserver")
+
+
+def done_notice(request: IRequest, notices: Mapping[str, str]) -> str | None:
+    """
+    Return the notice that the one C{done} query argument names, or C{None}
+    when it is missing, repeated or unknown.
+    """
+    codes = (request.args or {}).get(b"done", [])
+    if len(codes) != 1:
+        return None
+    return notices.get(codes[0].decode("ascii", "replace"))
 
 
 def form_value(form: Mapping[str, Sequence[str]], name: str) -> str:

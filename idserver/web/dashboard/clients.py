@@ -18,6 +18,7 @@ from idserver.oidc.model import SIGNING_ALGORITHMS, Client
 from idserver.web.dashboard.base import (
     DashboardPages,
     Viewer,
+    done_notice,
     form_flag,
     form_lines,
     form_value,
@@ -108,13 +109,6 @@ def copy_list(items: list[tuple[str, str]], id: str) -> Markup:
     return element("div", rows, class_="copy-list card stack", id=id)
 
 
-def _notice(request: IRequest) -> str | None:
-    codes = (request.args or {}).get(b"done", [])
-    if len(codes) != 1:
-        return None
-    return _NOTICES.get(codes[0].decode("ascii", "replace"))
-
-
 class ClientPages(DashboardPages):
     """
     The routes under C{/admin/clients}.
@@ -179,7 +173,7 @@ class ClientPages(DashboardPages):
             element("h2", "Provider endpoints"),
             copy_list(endpoint_urls(self.context.issuer()), "endpoints"),
             section="/admin/clients",
-            notice=_notice(request),
+            notice=done_notice(request, _NOTICES),
         )
 
     # Forms
@@ -452,7 +446,7 @@ class ClientPages(DashboardPages):
         if client is None:
             return self.not_found(request, viewer, "There is no such client.")
         return await self._edit_page(
-            request, viewer, client, self._state(client), _notice(request)
+            request, viewer, client, self._state(client), done_notice(request, _NOTICES)
         )
 
     async def _edit_page(

@@ -11,7 +11,7 @@ from twisted.web.iweb import IRequest
 from idserver.errors import DirectoryError, NotFoundError
 from idserver.model import Group, Source
 from idserver.validation import normalize_group_name
-from idserver.web.dashboard.base import DashboardPages, Viewer, form_value
+from idserver.web.dashboard.base import DashboardPages, Viewer, done_notice, form_value
 from idserver.web.dashboard.html import (
     FormState,
     data_table,
@@ -37,13 +37,6 @@ _READ_ONLY = (
 )
 
 
-def _notice(request: IRequest) -> str | None:
-    codes = (request.args or {}).get(b"done", [])
-    if len(codes) != 1:
-        return None
-    return _NOTICES.get(codes[0].decode("ascii", "replace"))
-
-
 class GroupPages(DashboardPages):
     """
     The routes under C{/admin/groups}.
@@ -66,7 +59,7 @@ class GroupPages(DashboardPages):
         if not isinstance(viewer, Viewer):
             return viewer
         return await self._list_page(
-            request, viewer, FormState(), notice=_notice(request)
+            request, viewer, FormState(), notice=done_notice(request, _NOTICES)
         )
 
     async def _list_page(
@@ -161,7 +154,9 @@ class GroupPages(DashboardPages):
         group = await self._group(group_id)
         if group is None:
             return self.not_found(request, viewer, "There is no such group.")
-        return await self._group_page(request, viewer, group, notice=_notice(request))
+        return await self._group_page(
+            request, viewer, group, notice=done_notice(request, _NOTICES)
+        )
 
     async def _group_page(
         self,

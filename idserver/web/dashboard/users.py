@@ -17,7 +17,7 @@ from idserver.errors import DirectoryError, HasherBusyError, NotFoundError
 from idserver.model import Source, User
 from idserver.validation import normalize_username
 from idserver.web.dashboard.appsessions import SessionListing
-from idserver.web.dashboard.base import Viewer, form_flag, form_value
+from idserver.web.dashboard.base import Viewer, done_notice, form_flag, form_value
 from idserver.web.dashboard.html import (
     FormState,
     checkbox,
@@ -59,13 +59,6 @@ CREATE_FIELDS = (
     "confirm_password",
 )
 EDIT_FIELDS = ("email", "display_name", "fallback_email", "role", "active")
-
-
-def _notice(request: IRequest) -> str | None:
-    codes = (request.args or {}).get(b"done", [])
-    if len(codes) != 1:
-        return None
-    return _NOTICES.get(codes[0].decode("ascii", "replace"))
 
 
 def _yes(value: bool) -> Markup:
@@ -183,7 +176,7 @@ class UserPages(SessionListing):
             table,
             self._pager(query, page, pages, total),
             section="/admin/users",
-            notice=_notice(request),
+            notice=done_notice(request, _NOTICES),
         )
 
     def _row(self, user: User) -> Markup:
@@ -341,7 +334,9 @@ class UserPages(SessionListing):
         user = await self._user(user_id)
         if user is None:
             return self.not_found(request, viewer, "There is no such user.")
-        return await self._user_page(request, viewer, user, notice=_notice(request))
+        return await self._user_page(
+            request, viewer, user, notice=done_notice(request, _NOTICES)
+        )
 
     def _edit_state(self, user: User) -> FormState:
         return FormState.of(
