@@ -11,9 +11,9 @@ L{DashboardPages.check_form}, which checks the CSRF token.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from klein import Klein
@@ -42,6 +42,8 @@ __all__ = [
     "form_lines",
     "form_value",
 ]
+
+_T = TypeVar("_T")
 
 #: The entry point recorded in audit events of the dashboard.
 ENTRY_POINT = "web"
@@ -224,6 +226,32 @@ class DashboardPages:
         if request.method in (b"GET", b"HEAD"):
             return_to = request.uri.decode("utf-8", "replace")
         return self.redirect(request, "/login?" + urlencode({"return_to": return_to}))
+
+    async def admin_post(
+        self,
+        request: IRequest,
+        load: Callable[[str], Awaitable[_T | None]],
+        key: str,
+        missing: str,
+    ) -> tuple[Viewer, dict[str, list[str]], _T] | bytes:
+        """
+        Check the admin, the form's CSRF token and the object a POST names.
+
+        @param load: returns the object with the id C{key}, or C{None}.
+        @param missing: the 404 message when C{load} returns C{None}.
+        @return: the viewer, the form and the object, or the response to
+            send instead (login redirect, 403, expired form or 404).
+        """
+        viewer = await self.admin(request)
+        if not isinstance(viewer, Viewer):
+            return viewer
+        form = self.check_form(request, viewer)
+        if form is None:
+            return self.expired_form(request, viewer)
+        found = await load(key)
+        if found is None:
+            return self.not_found(request, viewer, missing)
+        return viewer, form, found
 
     def check_form(
         self, request: IRequest, viewer: Viewer

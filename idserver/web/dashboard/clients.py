@@ -516,15 +516,12 @@ class ClientPages(DashboardPages):
         """
         Save a client's settings.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        client = await self._client(client_id)
-        if client is None:
-            return self.not_found(request, viewer, "There is no such client.")
+        posted = await self.admin_post(
+            request, self._client, client_id, "There is no such client."
+        )
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, client = posted
         state = self._read_form(form)
         values = self._values(state)
         try:
@@ -566,15 +563,12 @@ class ClientPages(DashboardPages):
         """
         Replace a confidential client's secret and show the new one once.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        client = await self._client(client_id)
-        if client is None:
-            return self.not_found(request, viewer, "There is no such client.")
+        posted = await self.admin_post(
+            request, self._client, client_id, "There is no such client."
+        )
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, client = posted
         updated, secret = await self.context.clients.update_client(
             client.client_id, new_secret=True
         )
@@ -588,15 +582,12 @@ class ClientPages(DashboardPages):
         """
         Delete a client.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        client = await self._client(client_id)
-        if client is None:
-            return self.not_found(request, viewer, "There is no such client.")
+        posted = await self.admin_post(
+            request, self._client, client_id, "There is no such client."
+        )
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, client = posted
         await self.context.clients.delete_client(client.client_id)
         await self.record(
             request, viewer, "client.delete", client.client_id, client.name

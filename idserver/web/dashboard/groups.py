@@ -292,15 +292,12 @@ class GroupPages(DashboardPages):
         return sorted(members, key=lambda member: member[1])
 
     async def _change(self, request: IRequest, group_id: str, action: str) -> bytes:
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        group = await self._group(group_id)
-        if group is None:
-            return self.not_found(request, viewer, "There is no such group.")
+        posted = await self.admin_post(
+            request, self._group, group_id, "There is no such group."
+        )
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, group = posted
         state = FormState()
         kind = {
             "rename": "group.rename",
@@ -370,15 +367,12 @@ class GroupPages(DashboardPages):
         """
         Delete a local group.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        group = await self._group(group_id)
-        if group is None:
-            return self.not_found(request, viewer, "There is no such group.")
+        posted = await self.admin_post(
+            request, self._group, group_id, "There is no such group."
+        )
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form, group = posted
         if group.source is Source.ldap:
             await self.record(
                 request,

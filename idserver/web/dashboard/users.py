@@ -80,26 +80,6 @@ class UserPages(SessionListing):
         except NotFoundError:
             return None
 
-    async def _posted_user(
-        self, request: IRequest, user_id: str
-    ) -> tuple[Viewer, dict[str, list[str]], User] | bytes:
-        """
-        Check the admin, the form's CSRF token and the user a POST names.
-
-        @return: the viewer, the form and the user, or the response to send
-            instead (login redirect, 403, expired form or 404).
-        """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
-        user = await self._user(user_id)
-        if user is None:
-            return self.not_found(request, viewer, "There is no such user.")
-        return viewer, form, user
-
     # List
 
     @app.route("/admin/users", methods=["GET", "HEAD"])
@@ -557,7 +537,9 @@ class UserPages(SessionListing):
         """
         Save the email addresses, display name, role and active state.
         """
-        posted = await self._posted_user(request, user_id)
+        posted = await self.admin_post(
+            request, self._user, user_id, "There is no such user."
+        )
         if isinstance(posted, bytes):
             return posted
         viewer, form, user = posted
@@ -618,7 +600,9 @@ class UserPages(SessionListing):
         """
         Set a user's password and end the user's sessions.
         """
-        posted = await self._posted_user(request, user_id)
+        posted = await self.admin_post(
+            request, self._user, user_id, "There is no such user."
+        )
         if isinstance(posted, bytes):
             return posted
         viewer, form, user = posted
@@ -656,7 +640,9 @@ class UserPages(SessionListing):
         """
         Turn a user's 2FA off.
         """
-        posted = await self._posted_user(request, user_id)
+        posted = await self.admin_post(
+            request, self._user, user_id, "There is no such user."
+        )
         if isinstance(posted, bytes):
             return posted
         viewer, form, user = posted
@@ -684,7 +670,9 @@ class UserPages(SessionListing):
         return await self._membership(request, user_id, add=False)
 
     async def _membership(self, request: IRequest, user_id: str, *, add: bool) -> bytes:
-        posted = await self._posted_user(request, user_id)
+        posted = await self.admin_post(
+            request, self._user, user_id, "There is no such user."
+        )
         if isinstance(posted, bytes):
             return posted
         viewer, form, user = posted
@@ -811,7 +799,9 @@ class UserPages(SessionListing):
         """
         Delete a user and end their sessions.
         """
-        posted = await self._posted_user(request, user_id)
+        posted = await self.admin_post(
+            request, self._user, user_id, "There is no such user."
+        )
         if isinstance(posted, bytes):
             return posted
         viewer, form, user = posted
