@@ -366,17 +366,7 @@ class ClientPages(DashboardPages):
                 allowed_group_ids=values["allowed_group_ids"],
             )
         except (DirectoryError, _FormInvalid) as error:
-            if isinstance(error, DirectoryError):
-                state.fail(error, CLIENT_FIELDS)
-            await self.record(
-                request,
-                viewer,
-                "client.add",
-                name,
-                str(error) or "invalid allowed groups",
-                outcome="failure",
-            )
-            request.setResponseCode(400)
+            await self._reject_form(request, viewer, state, error, "client.add", name)
             return await self._new_page(request, viewer, state)
         await self.record(
             request,
@@ -388,6 +378,31 @@ class ClientPages(DashboardPages):
         return self._credentials_page(
             request, viewer, client, secret, "OpenID client created"
         )
+
+    async def _reject_form(
+        self,
+        request: IRequest,
+        viewer: Viewer,
+        state: FormState,
+        error: DirectoryError | _FormInvalid,
+        kind: str,
+        subject: str,
+    ) -> None:
+        """
+        Mark the fields of a rejected client form, record the failure as an
+        audit event of type C{kind} on C{subject}, and set status 400.
+        """
+        if isinstance(error, DirectoryError):
+            state.fail(error, CLIENT_FIELDS)
+        await self.record(
+            request,
+            viewer,
+            kind,
+            subject,
+            str(error) or "invalid allowed groups",
+            outcome="failure",
+        )
+        request.setResponseCode(400)
 
     def _credentials_page(
         self,
@@ -538,17 +553,9 @@ class ClientPages(DashboardPages):
                 allowed_group_ids=values["allowed_group_ids"],
             )
         except (DirectoryError, _FormInvalid) as error:
-            if isinstance(error, DirectoryError):
-                state.fail(error, CLIENT_FIELDS)
-            await self.record(
-                request,
-                viewer,
-                "client.set",
-                client.client_id,
-                str(error) or "invalid allowed groups",
-                outcome="failure",
+            await self._reject_form(
+                request, viewer, state, error, "client.set", client.client_id
             )
-            request.setResponseCode(400)
             return await self._edit_page(request, viewer, client, state)
         await self.record(request, viewer, "client.set", client.client_id, updated.name)
         if secret is not None:
