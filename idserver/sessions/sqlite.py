@@ -5,7 +5,8 @@ The default session store: tables in the directory's SQLite database.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
@@ -29,81 +30,29 @@ _NEW_GRANT_MARGIN = 300.0
 _IF_GRANT_EXISTS = "WHERE EXISTS (SELECT 1 FROM grants WHERE id = ?)"
 
 
+# Columns that store a tuple of words as one space-separated string.
+_WORD_COLUMNS = frozenset({"amr", "scope"})
+
+_Record = TypeVar(
+    "_Record", BrowserSession, AuthorizationCode, Grant, RefreshToken, AccessToken
+)
+
+
 def _words(value: str) -> tuple[str, ...]:
     return tuple(value.split())
 
 
-def _session(row: sqlite3.Row) -> BrowserSession:
-    return BrowserSession(
-        key=row["key"],
-        sid=row["sid"],
-        user_id=row["user_id"],
-        state=row["state"],
-        csrf_token=row["csrf_token"],
-        amr=_words(row["amr"]),
-        auth_time=row["auth_time"],
-        created_at=row["created_at"],
-        last_seen=row["last_seen"],
-        expires_at=row["expires_at"],
-        address=row["address"],
-        user_agent=row["user_agent"],
-    )
-
-
-def _code(row: sqlite3.Row) -> AuthorizationCode:
-    return AuthorizationCode(
-        key=row["key"],
-        client_id=row["client_id"],
-        user_id=row["user_id"],
-        redirect_uri=row["redirect_uri"],
-        scope=_words(row["scope"]),
-        nonce=row["nonce"],
-        code_challenge=row["code_challenge"],
-        sid=row["sid"],
-        auth_time=row["auth_time"],
-        amr=_words(row["amr"]),
-        issued_at=row["issued_at"],
-        expires_at=row["expires_at"],
-        used_at=row["used_at"],
-        grant_id=row["grant_id"],
-    )
-
-
-def _grant(row: sqlite3.Row) -> Grant:
-    return Grant(
-        id=row["id"],
-        user_id=row["user_id"],
-        client_id=row["client_id"],
-        scope=_words(row["scope"]),
-        sid=row["sid"],
-        auth_time=row["auth_time"],
-        amr=_words(row["amr"]),
-        created_at=row["created_at"],
-        last_used=row["last_used"],
-    )
-
-
-def _refresh_token(row: sqlite3.Row) -> RefreshToken:
-    return RefreshToken(
-        key=row["key"],
-        grant_id=row["grant_id"],
-        client_id=row["client_id"],
-        issued_at=row["issued_at"],
-        expires_at=row["expires_at"],
-        rotated_at=row["rotated_at"],
-    )
-
-
-def _access_token(row: sqlite3.Row) -> AccessToken:
-    return AccessToken(
-        key=row["key"],
-        grant_id=row["grant_id"],
-        client_id=row["client_id"],
-        user_id=row["user_id"],
-        scope=_words(row["scope"]),
-        issued_at=row["issued_at"],
-        expires_at=row["expires_at"],
-    )
+def _record(kind: type[_Record], row: sqlite3.Row) -> _Record:
+    """
+    Build a C{kind} from a row whose columns are named as its fields.
+    """
+    values: dict[str, Any] = {
+        field.name: (
+            _words(row[field.name]) if field.name in _WORD_COLUMNS else row[field.name]
+        )
+        for field in fields(kind)
+    }
+    return kind(**values)
 
 
 def _one(connection: sqlite3.Connection, sql: str, *args: Any) -> sqlite3.Row | None:
@@ -185,7 +134,7 @@ class SQLiteSessionStore:
     def get_session(self, key: str) -> Deferred[BrowserSession | None]:
         def get(connection: sqlite3.Connection) -> BrowserSession | None:
             row = _one(connection, "SELECT * FROM browser_sessions WHERE key = ?", key)
-            return None if row is None else _session(row)
+            return None if row is None else _record(BrowserSession, row)
 
         return self._db.read(get)
 
@@ -222,7 +171,7 @@ class SQLiteSessionStore:
                 " ORDER BY created_at DESC",
                 user_id,
             )
-            return [_session(row) for row in rows]
+            return [_record(BrowserSession, row) for row in rows]
 
         return self._db.read(select)
 
@@ -264,7 +213,7 @@ class SQLiteSessionStore:
             )
             if row is None:
                 return None
-            code = _code(row)
+            code = _record(AuthorizationCode, row)
             if code.used_at is None:
                 connection.execute(
                     "UPDATE authorization_codes SET used_at = ?, grant_id = ?"
@@ -300,7 +249,7 @@ class SQLiteSessionStore:
     def get_grant(self, grant_id: str) -> Deferred[Grant | None]:
         def get(connection: sqlite3.Connection) -> Grant | None:
             row = _one(connection, "SELECT * FROM grants WHERE id = ?", grant_id)
-            return None if row is None else _grant(row)
+            return None if row is None else _record(Grant, row)
 
         return self._db.read(get)
 
@@ -311,7 +260,7 @@ class SQLiteSessionStore:
                 "SELECT * FROM grants WHERE user_id = ? ORDER BY created_at DESC",
                 user_id,
             )
-            return [_grant(row) for row in rows]
+            return [_record(Grant, row) for row in rows]
 
         return self._db.read(select)
 
@@ -350,7 +299,7 @@ class SQLiteSessionStore:
     def get_refresh_token(self, key: str) -> Deferred[RefreshToken | None]:
         def get(connection: sqlite3.Connection) -> RefreshToken | None:
             row = _one(connection, "SELECT * FROM refresh_tokens WHERE key = ?", key)
-            return None if row is None else _refresh_token(row)
+            return None if row is None else _record(RefreshToken, row)
 
         return self._db.read(get)
 
@@ -388,7 +337,7 @@ class SQLiteSessionStore:
     def get_access_token(self, key: str) -> Deferred[AccessToken | None]:
         def get(connection: sqlite3.Connection) -> AccessToken | None:
             row = _one(connection, "SELECT * FROM access_tokens WHERE key = ?", key)
-            return None if row is None else _access_token(row)
+            return None if row is None else _record(AccessToken, row)
 
         return self._db.read(get)
 
