@@ -190,6 +190,27 @@ def _described_by(*ids: str | None) -> str | None:
     return " ".join(present) if present else None
 
 
+def _field(
+    name: str,
+    label: str,
+    control: Markup,
+    hint_markup: Markup,
+    error: Markup,
+    error_id: str | None,
+) -> Markup:
+    """
+    Wrap a form control with its label above and its hint and error below.
+    """
+    return element(
+        "div",
+        element("label", label, for_=name),
+        control,
+        hint_markup,
+        error,
+        class_="field" + (" invalid" if error_id else ""),
+    )
+
+
 def text_input(
     state: FormState,
     name: str,
@@ -223,14 +244,7 @@ def text_input(
         aria_describedby=_described_by(hint_id, error_id),
         **attributes,
     )
-    return element(
-        "div",
-        element("label", label, for_=name),
-        control,
-        hint_markup,
-        error,
-        class_="field" + (" invalid" if error_id else ""),
-    )
+    return _field(name, label, control, hint_markup, error, error_id)
 
 
 def text_area(
@@ -258,14 +272,7 @@ def text_area(
         aria_invalid="true" if error_id else None,
         aria_describedby=_described_by(hint_id, error_id),
     )
-    return element(
-        "div",
-        element("label", label, for_=name),
-        control,
-        hint_markup,
-        error,
-        class_="field" + (" invalid" if error_id else ""),
-    )
+    return _field(name, label, control, hint_markup, error, error_id)
 
 
 def checkbox(
@@ -335,14 +342,7 @@ def select(
         disabled=disabled,
         aria_describedby=_described_by(hint_id, error_id),
     )
-    return element(
-        "div",
-        element("label", label, for_=name),
-        control,
-        hint_markup,
-        error,
-        class_="field" + (" invalid" if error_id else ""),
-    )
+    return _field(name, label, control, hint_markup, error, error_id)
 
 
 def format_time(moment: datetime | float | None, *, seconds: bool = False) -> Markup:
