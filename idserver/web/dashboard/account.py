@@ -228,12 +228,10 @@ class AccountPages(SessionListing):
         """
         Save the display name and email addresses, unless locked.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.viewer_post(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         user = viewer.user
         state = self._profile_state(user)
         reason = profile_lock_reason(user, viewer.settings)
@@ -418,12 +416,10 @@ class AccountPages(SessionListing):
         Change the password after checking the current one, then end every
         other session and app session of the user.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.viewer_post(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         user = viewer.user
         state = FormState(aliases={"password": "new_password"})
         if user.source is Source.ldap:
@@ -509,12 +505,10 @@ class AccountPages(SessionListing):
         """
         Generate a pending TOTP secret and show it with the code form.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.viewer_post(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         if viewer.user.totp_enabled:
             return self.redirect(request, "/account/security")
         secret = await self.directory.start_totp_enrolment(viewer.user.id)
@@ -587,12 +581,10 @@ class AccountPages(SessionListing):
         """
         Turn 2FA on when the code matches the pending secret.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.viewer_post(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         user = viewer.user
         if user.totp_enabled:
             return self.redirect(request, "/account/security")
@@ -625,12 +617,10 @@ class AccountPages(SessionListing):
         """
         Turn 2FA off after checking the password, unless 2FA is mandatory.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.viewer_post(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         user = viewer.user
         state = FormState()
         if not user.totp_enabled:
@@ -732,12 +722,10 @@ class AccountPages(SessionListing):
         @param missing: the 404 message for an unknown session.
         @param done: the notice code of the redirect.
         """
-        viewer = await self.viewer(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.viewer_post(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         if await end(request, viewer, viewer.user, form_value(form, field)):
             return self.redirect(request, f"/account/sessions?done={done}")
         return self.not_found(request, viewer, missing)

@@ -227,6 +227,23 @@ class DashboardPages:
             return_to = request.uri.decode("utf-8", "replace")
         return self.redirect(request, "/login?" + urlencode({"return_to": return_to}))
 
+    async def viewer_post(
+        self, request: IRequest
+    ) -> tuple[Viewer, dict[str, list[str]]] | bytes:
+        """
+        Check the signed-in viewer and the form's CSRF token of a POST.
+
+        @return: the viewer and the form, or the response to send instead
+            (login redirect or expired form).
+        """
+        viewer = await self.viewer(request)
+        if not isinstance(viewer, Viewer):
+            return viewer
+        form = self.check_form(request, viewer)
+        if form is None:
+            return self.expired_form(request, viewer)
+        return viewer, form
+
     async def admin_post(
         self,
         request: IRequest,
