@@ -7,6 +7,8 @@ L{DashboardPages.viewer} (or L{DashboardPages.admin} on admin pages), which
 returns the signed-in L{Viewer} or the response to send instead: a
 redirect to the login page, or 403 for a non-admin. POST handlers then call
 L{DashboardPages.check_form}, which checks the CSRF token.
+L{DashboardPages.viewer_post}, L{DashboardPages.admin_form} and
+L{DashboardPages.admin_post} do these steps in one call.
 """
 
 from __future__ import annotations
@@ -244,6 +246,23 @@ class DashboardPages:
             return self.expired_form(request, viewer)
         return viewer, form
 
+    async def admin_form(
+        self, request: IRequest
+    ) -> tuple[Viewer, dict[str, list[str]]] | bytes:
+        """
+        Check the admin and the form's CSRF token of a POST.
+
+        @return: the admin viewer and the form, or the response to send
+            instead (login redirect, 403 or expired form).
+        """
+        viewer = await self.admin(request)
+        if not isinstance(viewer, Viewer):
+            return viewer
+        form = self.check_form(request, viewer)
+        if form is None:
+            return self.expired_form(request, viewer)
+        return viewer, form
+
     async def admin_post(
         self,
         request: IRequest,
@@ -259,12 +278,10 @@ class DashboardPages:
         @return: the viewer, the form and the object, or the response to
             send instead (login redirect, 403, expired form or 404).
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.admin_form(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         found = await load(key)
         if found is None:
             return self.not_found(request, viewer, missing)

@@ -344,12 +344,10 @@ class ClientPages(DashboardPages):
         """
         Register a client and show its id and secret once.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.admin_form(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         state = self._read_form(form)
         values = self._values(state)
         name = state.value("name")

@@ -122,12 +122,10 @@ class GroupPages(DashboardPages):
         """
         Create a local group.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.admin_form(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         state = FormState.of({"name": form_value(form, "name")})
         name = state.value("name")
         try:

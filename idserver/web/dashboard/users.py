@@ -254,12 +254,10 @@ class UserPages(SessionListing):
         """
         Create a user from the form.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.admin_form(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         state = FormState.of({name: form_value(form, name) for name in CREATE_FIELDS})
         password = state.value("password") or None
         state.values.pop("password")
@@ -742,12 +740,10 @@ class UserPages(SessionListing):
         @param missing: the 404 message for an unknown user or session.
         @param done: the notice code of the redirect.
         """
-        viewer = await self.admin(request)
-        if not isinstance(viewer, Viewer):
-            return viewer
-        form = self.check_form(request, viewer)
-        if form is None:
-            return self.expired_form(request, viewer)
+        posted = await self.admin_form(request)
+        if isinstance(posted, bytes):
+            return posted
+        viewer, form = posted
         user = await self._user(user_id)
         if user is None or not await end(
             request, viewer, user, form_value(form, field)
