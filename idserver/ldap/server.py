@@ -633,6 +633,8 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             return
         request = message.request
         assert isinstance(request, SearchRequest)
+        if not (request.base == "" and request.scope == SCOPE_BASE):
+            self._check_bound_user(snapshot)
         self._search = SearchOperation(
             message.message_id,
             request,
@@ -672,6 +674,31 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             self._pumping = False
         self._run()
 
+    def _check_bound_user(self, snapshot: Snapshot) -> None:
+        """
+        End the authorization of a connection bound as a user who has since
+        been disabled or deleted, so that disabling a user also ends the
+        access of the connections they opened before.
+
+        @raise LDAPError: insufficientAccessRights when it ends.
+        """
+        identity = self.identity
+        if identity is None or identity.user_id is None:
+            return
+        if identity.user_id in snapshot.users:
+            return
+        self.identity = None
+        self.log.info(
+            "LDAP connection from {address} is anonymous again: the bound user"
+            " {user_id} was disabled or deleted",
+            address=self.address,
+            user_id=identity.user_id,
+        )
+        raise LDAPError(
+            ResultCode.insufficientAccessRights,
+            "the bound user was disabled or deleted; bind again",
+        )
+
     def handle_CompareRequest(self, message: Message) -> Deferred[None] | None:
         request = message.request
         assert isinstance(request, CompareRequest)
@@ -682,6 +709,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             )
 
         def answer(snapshot: Snapshot) -> None:
+            self._check_bound_user(snapshot)
             try:
                 code = compare(snapshot, request)
             except LDAPError as e:
