@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
@@ -25,6 +26,7 @@ from idserver.ldap.ber import encode_integer, encode_tlv
 from idserver.ldap.entries import Snapshot
 from idserver.ldap.filters import Present, encode_filter
 from idserver.ldap.server import (
+    MAX_ANONYMOUS_MESSAGE_SIZE,
     MAX_QUEUED_REQUESTS,
     LDAPServerFactory,
     LDAPServerProtocol,
@@ -704,6 +706,75 @@ class BadInputTests(ProtocolTestBase):
             protocol.dataReceived(b"\x00" * 1000)
         self.assertDisconnected(transport)
         self.assertLessEqual(len(protocol._buffer), 4096)
+
+    def test_queued_bytes_bounded(self) -> None:
+        """
+        Behind a stalled search, a connection queues requests only up to
+        the maximum message size in bytes, then stops reading; every
+        request is answered once the client reads again.
+        """
+        factory = self.make_factory(max_message_size=4096)
+        protocol, transport = self.connect(factory=factory)
+        protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()))
+        protocol.pauseProducing()
+        large = [
+            search_request(i, "", scope=0, attributes=("x" * 2900,))
+            for i in range(3, 13)
+        ]
+        protocol.dataReceived(search_request(2, USERS) + b"".join(large))
+
+        self.assertEqual(len(protocol._queue), 2)
+        self.assertLessEqual(protocol._queued_bytes, 2 * len(large[0]))
+        self.assertEqual(transport.producerState, "paused")
+
+        transport.clear()
+        protocol.resumeProducing()
+        self.flush()
+        done = [
+            r.message_id for r in decode_responses(transport.value()) if r.tag == 0x65
+        ]
+        self.assertEqual(done, list(range(2, 13)))
+
+    def test_unbound_message_limit(self) -> None:
+        """
+        A connection that is neither bound nor binding may send requests of
+        at most 64 KiB; once bound, or behind its bind request, it may send
+        up to the configured maximum.
+        """
+        large = search_request(
+            2, "", scope=0, attributes=("x" * MAX_ANONYMOUS_MESSAGE_SIZE,)
+        )
+        protocol, transport = self.connect()
+        protocol.dataReceived(large)
+        self.assertDisconnected(transport)
+        self.assertIn("bind first", decode_responses(transport.value())[-1].message)
+
+        for pipelined in (False, True):
+            protocol, transport = self.connect()
+            if pipelined:
+                protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()) + large)
+            else:
+                protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()))
+                protocol.dataReceived(large)
+            responses = decode_responses(transport.value())
+            self.assertFalse(transport.disconnecting, pipelined)
+            self.assertEqual([r.tag for r in responses], [0x61, 0x64, 0x65], pipelined)
+
+        # A bind that is still being checked (argon2 runs in a thread).
+        gate: Deferred[None] = Deferred()
+        check = self.backend.bind
+
+        async def slow_bind(name: str, password: bytes, address: str | None) -> Any:
+            await gate
+            return await check(name, password, address)
+
+        self.patch(self.backend, "bind", slow_bind)
+        protocol, transport = self.connect()
+        protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()) + large)
+        self.assertFalse(transport.disconnecting)
+        gate.callback(None)
+        responses = decode_responses(transport.value())
+        self.assertEqual([r.tag for r in responses], [0x61, 0x64, 0x65])
 
     def test_waiting_buffer_bounded(self) -> None:
         """
