@@ -464,6 +464,9 @@ class FilterTests(SynchronousTestCase):
             ("(username=*0042)", 1),
             ("(mail=*r0042@*)", 1),
             ("(objectClass=group)", 3),
+            ("(&(uidNumber=20042)(objectClass=posixAccount))", 1),
+            ("(gidNumber=20042)", 1),
+            ("(&(gidNumber=10100)(objectClass=posixGroup))", 1),
         ]:
             with self.subTest(filter=text):
                 candidates = compile_filter(parse_filter(text)).plan(snapshot)

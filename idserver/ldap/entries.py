@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 # Equality and substring filters on these attributes use an index instead
-# of testing every entry.
+# of testing every entry. uidNumber and gidNumber are looked up by POSIX
+# clients such as SSSD for every numeric id they resolve.
 INDEXED_ATTRIBUTES = (
     "uid",
     "cn",
@@ -53,6 +54,8 @@ INDEXED_ATTRIBUTES = (
     "member",
     "memberuid",
     "objectclass",
+    "uidnumber",
+    "gidnumber",
 )
 
 _TYPES: dict[str, AttributeType] = {a.key: a for a in ATTRIBUTE_TYPES}
