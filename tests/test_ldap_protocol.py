@@ -685,13 +685,43 @@ class BadInputTests(ProtocolTestBase):
 
     def test_deep_filter(self) -> None:
         """
-        A filter nested thousands deep ends the connection.
+        A filter nested thousands deep or with thousands of items fails
+        with adminLimitExceeded, and the connection goes on.
         """
         protocol, transport = self.bound()
-        data = encode_filter(Present("cn"))
+        deep = encode_filter(Present("cn"))
         for _ in range(5000):
-            data = encode_tlv(0xA2, data)
-        protocol.dataReceived(search_request(2, USERS, data))
+            deep = encode_tlv(0xA2, deep)
+        wide = encode_tlv(0xA1, encode_filter(Present("cn")) * 5000)
+        responses = self.exchange(
+            protocol,
+            transport,
+            search_request(2, USERS, deep),
+            search_request(3, USERS, wide),
+            search_request(4, "", scope=0),
+        )
+        self.assertEqual(
+            [(r.message_id, r.tag, r.code) for r in responses],
+            [(2, 0x65, 11), (3, 0x65, 11), (4, 0x64, None), (4, 0x65, 0)],
+        )
+        self.assertIn("nested deeper than 64", responses[0].message)
+        self.assertIn("more than 1024 items", responses[1].message)
+        self.assertFalse(transport.disconnecting)
+
+    def test_deep_filter_malformed(self) -> None:
+        """
+        A search with a filter over the limits is still decoded to its end:
+        a malformed attribute list after it ends the connection.
+        """
+        protocol, transport = self.bound()
+        deep = encode_filter(Present("cn"))
+        for _ in range(100):
+            deep = encode_tlv(0xA2, deep)
+        valid = search_request(2, USERS, deep)
+        # The attribute list is the last element: an empty SEQUENCE.
+        self.assertTrue(valid.endswith(b"\x30\x00"))
+        broken = valid[:-2] + b"\x04\x00"
+        protocol.dataReceived(broken)
         self.assertDisconnected(transport)
 
     def test_buffer_bounded(self) -> None:

@@ -652,6 +652,8 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
                 ResultCode.insufficientAccessRights,
                 "anonymous sessions may read only the root DSE; bind first",
             )
+        if request.rejection is not None:
+            raise LDAPError(ResultCode.adminLimitExceeded, request.rejection)
         page = None
         for control in message.controls:
             if control.oid == PAGED_RESULTS_OID:
