@@ -208,6 +208,35 @@ class AccessTests(ProtocolTestBase):
         protocol.dataReceived(search_request(1, "", scope=0))
         self.assertDisconnected(transport, code=52)
 
+    def test_abandoned_while_settings_load(self) -> None:
+        """
+        A search abandoned while the settings are being read again gets no
+        response, and the next request is answered once.
+        """
+        protocol, transport = self.bound()
+        waiting: list[Deferred[AccessPolicy]] = []
+
+        def policy() -> Deferred[AccessPolicy]:
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        self.patch(self.backend, "current_policy", lambda: None)
+        self.patch(self.backend, "policy", policy)
+        responses = self.exchange(
+            protocol,
+            transport,
+            search_request(2, USERS, "(objectClass=user)"),
+            abandon_request(3, 2),
+            search_request(4, "", scope=0),
+        )
+        self.assertEqual(responses, [])
+        for loading in waiting:
+            loading.callback(OPEN_POLICY)
+        responses = decode_responses(transport.value())
+        self.assertEqual(
+            [(r.message_id, r.tag) for r in responses], [(4, 0x64), (4, 0x65)]
+        )
+
     def test_connection_limit(self) -> None:
         """
         Past the connection limit, the connection idle the longest is

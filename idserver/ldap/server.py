@@ -507,9 +507,16 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         if policy is None:
             self._current = message
             self.factory.backend.policy().addCallbacks(
-                lambda loaded: self._dispatch_allowed(message, loaded),
+                lambda loaded: self._dispatch_loaded(message, loaded),
                 self._policy_failed,
             )
+            return
+        self._dispatch_allowed(message, policy)
+
+    def _dispatch_loaded(self, message: Message, policy: AccessPolicy) -> None:
+        if self._current is not message:
+            # Abandoned while the settings loaded: no response, and the
+            # requests after it have started already.
             return
         self._dispatch_allowed(message, policy)
 
