@@ -301,6 +301,47 @@ class BackendTests(TestCase):
         self.assertIs(await waiting[1], second)
         self.assertEqual(len(second.users), 2)
 
+    async def test_one_snapshot_load_at_a_time(self) -> None:
+        """
+        Requests for newer revisions made while a snapshot loads wait for
+        one load after it, at the newest revision, instead of starting
+        their own loads in parallel.
+        """
+        gates: list[Deferred[None]] = []
+        running = [0, 0]  # loads in flight now, and at most
+        load = self.backend._load_snapshot
+
+        async def gated(revision: int) -> Any:
+            running[0] += 1
+            running[1] = max(running)
+            gate: Deferred[None] = Deferred()
+            gates.append(gate)
+            await gate
+            try:
+                return await load(revision)
+            finally:
+                running[0] -= 1
+
+        self.patch(self.backend, "_load_snapshot", gated)
+        first = self.backend.snapshot()
+        same = self.backend.snapshot()
+        await self.directory.add_user("bob", "bob@example.com")
+        newer = [self.backend.snapshot(), self.backend.snapshot()]
+        await self.directory.add_user("carol", "carol@example.com")
+        newer.append(self.backend.snapshot())
+        self.assertEqual(len(gates), 1)
+
+        gates[0].callback(None)
+        self.assertIs(await same, await first)
+        self.assertEqual(len(gates), 2)
+        gates[1].callback(None)
+        latest = await newer[0]
+        for waiting in newer[1:]:
+            self.assertIs(await waiting, latest)
+        self.assertEqual(len(latest.users), 3)
+        self.assertIs(self.backend.current_snapshot(), latest)
+        self.assertEqual(running, [0, 1])
+
     async def test_policy_follows_revision(self) -> None:
         """
         Settings changes are seen by the next policy check.

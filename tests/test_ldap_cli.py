@@ -146,7 +146,18 @@ class LDAPServerCommandTests(CLITestCase):
         self.assertNotIn("secret", result.json())
         await self.settings()
         self.assertTrue(self.chosen_matches)
-        await self.fails(1, "ldap-server", "enable", "--secret-stdin", stdin="short\n")
+        short = await self.fails(
+            1, "ldap-server", "enable", "--secret-stdin", stdin="short\n"
+        )
+        self.assertIn(
+            "error: The secret is too short: at least 8 characters.", short.stderr
+        )
+        long = await self.fails(
+            1, "ldap-server", "enable", "--secret-stdin", stdin="x" * 1025 + "\n"
+        )
+        self.assertIn(
+            "error: The secret is too long: at most 1024 characters.", long.stderr
+        )
         await self.fails(1, "ldap-server", "enable", "--secret-stdin", stdin="")
 
     async def test_usage_errors(self) -> None:
@@ -154,7 +165,11 @@ class LDAPServerCommandTests(CLITestCase):
         An invalid allowlist entry, or both secret options, are usage errors.
         """
         result = await self.fails(2, "ldap-server", "enable", "--allow", "localhost")
-        self.assertIn("localhost", result.stderr)
+        self.assertIn(
+            "error: Invalid allowlist entry 'localhost': expected an IPv4 or IPv6"
+            " address or a CIDR range such as 10.0.0.0/8 or fd00::/8.",
+            result.stderr,
+        )
         await self.fails(
             2, "ldap-server", "enable", "--secret-stdin", "--generate-secret"
         )

@@ -201,15 +201,15 @@ class LDAPSearchTests(LiveServerTestBase):
 
     async def test_ldaps_lists_users(self) -> None:
         """
-        Over LDAPS, the admin DN lists every user with its attributes.
+        Over LDAPS, the admin DN lists every active user with its
+        attributes.
         """
         code, out, err = await self.ldapsearch(
             *self.admin_arguments(self.ldaps_url), "-b", USERS, "(objectClass=user)"
         )
         self.assertEqual(code, 0, err)
         self.assertEqual(
-            sorted(entries_of(out)),
-            sorted(self.dn(u) for u in (self.alice, self.bob, self.carol)),
+            sorted(entries_of(out)), sorted(self.dn(u) for u in (self.alice, self.bob))
         )
         for line in [
             "username: alice",
@@ -263,6 +263,7 @@ class LDAPSearchTests(LiveServerTestBase):
         """
         C{-z} stops with sizeLimitExceeded after that many entries.
         """
+        await self.directory.add_user("dave", "dave@example.com")
         code, out, _ = await self.ldapsearch(
             *self.admin_arguments(), "-z", "2", "-b", USERS, "(objectClass=user)"
         )
@@ -319,9 +320,7 @@ class LDAPSearchTests(LiveServerTestBase):
             "1.1",
         )
         self.assertEqual(code, 0, err)
-        self.assertEqual(
-            sorted(entries_of(out)), sorted([self.dn(self.bob), self.dn(self.carol)])
-        )
+        self.assertEqual(entries_of(out), [self.dn(self.bob)])
 
     async def test_escapes_and_case(self) -> None:
         """
@@ -355,6 +354,50 @@ class LDAPSearchTests(LiveServerTestBase):
             *self.admin_arguments(), "-b", USERS, "(username=dave)"
         )
         self.assertEqual(len(entries_of(out)), 1)
+
+    async def test_disabled_users_hidden(self) -> None:
+        """
+        A disabled user is in no search result and no group's member or
+        memberUid values, and comes back when enabled again.
+        """
+        admins = f"cn=admins,{GROUPS}"
+        await self.directory.update_user(self.alice.id, active=False)
+
+        code, out, err = await self.ldapsearch(
+            *self.admin_arguments(), "-b", SUFFIX, "(objectClass=*)", "*", "+"
+        )
+        self.assertEqual(code, 0, err)
+        self.assertNotIn(self.alice.id, out)
+        self.assertNotIn("alice", out)
+        self.assertNotIn(self.dn(self.carol), entries_of(out))
+        self.assertIn(f"member: {self.dn(self.bob)}", out)
+        self.assertIn(f"memberUid: {self.bob.id}", out)
+
+        for query in [
+            "(username=alice)",
+            "(mail=alice@example.com)",
+            f"(memberOf={admins})",
+            f"(entryUUID={self.alice.id.removeprefix('uid-')})",
+        ]:
+            code, out, err = await self.ldapsearch(
+                *self.admin_arguments(), "-b", USERS, query, "1.1"
+            )
+            self.assertEqual(code, 0, err)
+            expected = [self.dn(self.bob)] if "memberOf" in query else []
+            self.assertEqual(entries_of(out), expected, query)
+
+        code, out, _ = await self.ldapsearch(
+            *self.admin_arguments(), "-b", self.dn(self.alice), "-s", "base"
+        )
+        self.assertEqual(code, 32)
+        self.assertIn(f"matchedDN: {USERS}", out)
+
+        await self.directory.update_user(self.alice.id, active=True)
+        code, out, err = await self.ldapsearch(
+            *self.admin_arguments(), "-b", admins, "-s", "base", "member"
+        )
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"member: {self.dn(self.alice)}", out)
 
 
 class PythonLDAPTests(LiveServerTestBase):
@@ -412,6 +455,40 @@ class PythonLDAPTests(LiveServerTestBase):
                     self.python_ldap_bind(dn, password)
 
                 await self.assertFailure(deferToThread(bind), error)
+
+    async def test_disabled_while_bound(self) -> None:
+        """
+        A connection bound as a user who is then disabled gets
+        insufficientAccessRights for searches and compares, and can still
+        read the root DSE.
+        """
+        connection = await self.in_thread(
+            self.python_ldap_bind, f"uid=alice,{USERS}", PASSWORD
+        )
+        self.addCleanup(connection.unbind_s)
+
+        def search() -> list[Any]:
+            result: list[Any] = connection.search_s(
+                USERS, ldap.SCOPE_ONELEVEL, "(username=bob)", ["1.1"]
+            )
+            return result
+
+        self.assertEqual(len(await self.in_thread(search)), 1)
+        await self.directory.update_user(self.alice.id, active=False)
+        await self.assertFailure(deferToThread(search), ldap.INSUFFICIENT_ACCESS)
+
+        def compare() -> bool:
+            return bool(connection.compare_s(self.dn(self.bob), "username", "bob"))
+
+        await self.assertFailure(deferToThread(compare), ldap.INSUFFICIENT_ACCESS)
+
+        def root() -> list[Any]:
+            result: list[Any] = connection.search_s(
+                "", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"]
+            )
+            return result
+
+        self.assertEqual(len(await self.in_thread(root)), 1)
 
     async def test_totp(self) -> None:
         """
@@ -547,7 +624,7 @@ class PythonLDAPTests(LiveServerTestBase):
                     return seen
                 control.cookie = response.cookie
 
-        self.assertEqual(len(await self.in_thread(paged)), 8)
+        self.assertEqual(len(await self.in_thread(paged)), 7)
 
     async def test_escaped_filter(self) -> None:
         """

@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
@@ -25,6 +26,7 @@ from idserver.ldap.ber import encode_integer, encode_tlv
 from idserver.ldap.entries import Snapshot
 from idserver.ldap.filters import Present, encode_filter
 from idserver.ldap.server import (
+    MAX_ANONYMOUS_MESSAGE_SIZE,
     MAX_QUEUED_REQUESTS,
     LDAPServerFactory,
     LDAPServerProtocol,
@@ -205,6 +207,35 @@ class AccessTests(ProtocolTestBase):
         )
         protocol.dataReceived(search_request(1, "", scope=0))
         self.assertDisconnected(transport, code=52)
+
+    def test_abandoned_while_settings_load(self) -> None:
+        """
+        A search abandoned while the settings are being read again gets no
+        response, and the next request is answered once.
+        """
+        protocol, transport = self.bound()
+        waiting: list[Deferred[AccessPolicy]] = []
+
+        def policy() -> Deferred[AccessPolicy]:
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        self.patch(self.backend, "current_policy", lambda: None)
+        self.patch(self.backend, "policy", policy)
+        responses = self.exchange(
+            protocol,
+            transport,
+            search_request(2, USERS, "(objectClass=user)"),
+            abandon_request(3, 2),
+            search_request(4, "", scope=0),
+        )
+        self.assertEqual(responses, [])
+        for loading in waiting:
+            loading.callback(OPEN_POLICY)
+        responses = decode_responses(transport.value())
+        self.assertEqual(
+            [(r.message_id, r.tag) for r in responses], [(4, 0x64), (4, 0x65)]
+        )
 
     def test_connection_limit(self) -> None:
         """
@@ -683,13 +714,43 @@ class BadInputTests(ProtocolTestBase):
 
     def test_deep_filter(self) -> None:
         """
-        A filter nested thousands deep ends the connection.
+        A filter nested thousands deep or with thousands of items fails
+        with adminLimitExceeded, and the connection goes on.
         """
         protocol, transport = self.bound()
-        data = encode_filter(Present("cn"))
+        deep = encode_filter(Present("cn"))
         for _ in range(5000):
-            data = encode_tlv(0xA2, data)
-        protocol.dataReceived(search_request(2, USERS, data))
+            deep = encode_tlv(0xA2, deep)
+        wide = encode_tlv(0xA1, encode_filter(Present("cn")) * 5000)
+        responses = self.exchange(
+            protocol,
+            transport,
+            search_request(2, USERS, deep),
+            search_request(3, USERS, wide),
+            search_request(4, "", scope=0),
+        )
+        self.assertEqual(
+            [(r.message_id, r.tag, r.code) for r in responses],
+            [(2, 0x65, 11), (3, 0x65, 11), (4, 0x64, None), (4, 0x65, 0)],
+        )
+        self.assertIn("nested deeper than 64", responses[0].message)
+        self.assertIn("more than 1024 items", responses[1].message)
+        self.assertFalse(transport.disconnecting)
+
+    def test_deep_filter_malformed(self) -> None:
+        """
+        A search with a filter over the limits is still decoded to its end:
+        a malformed attribute list after it ends the connection.
+        """
+        protocol, transport = self.bound()
+        deep = encode_filter(Present("cn"))
+        for _ in range(100):
+            deep = encode_tlv(0xA2, deep)
+        valid = search_request(2, USERS, deep)
+        # The attribute list is the last element: an empty SEQUENCE.
+        self.assertTrue(valid.endswith(b"\x30\x00"))
+        broken = valid[:-2] + b"\x04\x00"
+        protocol.dataReceived(broken)
         self.assertDisconnected(transport)
 
     def test_buffer_bounded(self) -> None:
@@ -704,6 +765,75 @@ class BadInputTests(ProtocolTestBase):
             protocol.dataReceived(b"\x00" * 1000)
         self.assertDisconnected(transport)
         self.assertLessEqual(len(protocol._buffer), 4096)
+
+    def test_queued_bytes_bounded(self) -> None:
+        """
+        Behind a stalled search, a connection queues requests only up to
+        the maximum message size in bytes, then stops reading; every
+        request is answered once the client reads again.
+        """
+        factory = self.make_factory(max_message_size=4096)
+        protocol, transport = self.connect(factory=factory)
+        protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()))
+        protocol.pauseProducing()
+        large = [
+            search_request(i, "", scope=0, attributes=("x" * 2900,))
+            for i in range(3, 13)
+        ]
+        protocol.dataReceived(search_request(2, USERS) + b"".join(large))
+
+        self.assertEqual(len(protocol._queue), 2)
+        self.assertLessEqual(protocol._queued_bytes, 2 * len(large[0]))
+        self.assertEqual(transport.producerState, "paused")
+
+        transport.clear()
+        protocol.resumeProducing()
+        self.flush()
+        done = [
+            r.message_id for r in decode_responses(transport.value()) if r.tag == 0x65
+        ]
+        self.assertEqual(done, list(range(2, 13)))
+
+    def test_unbound_message_limit(self) -> None:
+        """
+        A connection that is neither bound nor binding may send requests of
+        at most 64 KiB; once bound, or behind its bind request, it may send
+        up to the configured maximum.
+        """
+        large = search_request(
+            2, "", scope=0, attributes=("x" * MAX_ANONYMOUS_MESSAGE_SIZE,)
+        )
+        protocol, transport = self.connect()
+        protocol.dataReceived(large)
+        self.assertDisconnected(transport)
+        self.assertIn("bind first", decode_responses(transport.value())[-1].message)
+
+        for pipelined in (False, True):
+            protocol, transport = self.connect()
+            if pipelined:
+                protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()) + large)
+            else:
+                protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()))
+                protocol.dataReceived(large)
+            responses = decode_responses(transport.value())
+            self.assertFalse(transport.disconnecting, pipelined)
+            self.assertEqual([r.tag for r in responses], [0x61, 0x64, 0x65], pipelined)
+
+        # A bind that is still being checked (argon2 runs in a thread).
+        gate: Deferred[None] = Deferred()
+        check = self.backend.bind
+
+        async def slow_bind(name: str, password: bytes, address: str | None) -> Any:
+            await gate
+            return await check(name, password, address)
+
+        self.patch(self.backend, "bind", slow_bind)
+        protocol, transport = self.connect()
+        protocol.dataReceived(bind_request(1, ADMIN, SECRET.encode()) + large)
+        self.assertFalse(transport.disconnecting)
+        gate.callback(None)
+        responses = decode_responses(transport.value())
+        self.assertEqual([r.tag for r in responses], [0x61, 0x64, 0x65])
 
     def test_waiting_buffer_bounded(self) -> None:
         """

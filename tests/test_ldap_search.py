@@ -248,6 +248,32 @@ class EntryTests(SynchronousTestCase):
             },
         )
 
+    def test_inactive_users_left_out(self) -> None:
+        """
+        An inactive user has no entry, is in no group's C{member} or
+        C{memberUid} values, and the group keeps its other members.
+        """
+        alice = make_user("alice", uid_number=10001)
+        dave = make_user("dave", uid_number=10005, active=False)
+        admins = make_group("admins", (alice, dave))
+        gone = make_group("gone", (dave,))
+        snapshot = Snapshot(SUFFIX, [alice, dave], [admins, gone])
+
+        entries, _ = run(snapshot, request(base=SUFFIX, attributes=("*", "+")))
+        self.assertNotIn(user_dn(dave), dns(entries))
+        for entry in entries:
+            for values in entry.attributes.values():
+                self.assertNotIn(dave.id, " ".join(values))
+        groups = {e.dn: e.attributes for e in entries if e.dn.endswith(GROUPS)}
+        self.assertEqual(groups[f"cn=admins,{GROUPS}"]["memberUid"], [alice.id])
+        self.assertEqual(groups[f"cn=admins,{GROUPS}"]["member"], [user_dn(alice)])
+        self.assertNotIn("member", groups[f"cn=gone,{GROUPS}"])
+        self.assertNotIn("memberUid", groups[f"cn=gone,{GROUPS}"])
+
+        for query in ["(username=dave)", f"(memberUid={dave.id})", "(uidNumber=10005)"]:
+            found, done = run(snapshot, request(query, base=SUFFIX))
+            self.assertEqual((dns(found), done.code), ([], 0), query)
+
     def test_attribute_selection(self) -> None:
         """
         Named attributes come back in their published spelling; unknown
@@ -438,6 +464,9 @@ class FilterTests(SynchronousTestCase):
             ("(username=*0042)", 1),
             ("(mail=*r0042@*)", 1),
             ("(objectClass=group)", 3),
+            ("(&(uidNumber=20042)(objectClass=posixAccount))", 1),
+            ("(gidNumber=20042)", 1),
+            ("(&(gidNumber=10100)(objectClass=posixGroup))", 1),
         ]:
             with self.subTest(filter=text):
                 candidates = compile_filter(parse_filter(text)).plan(snapshot)

@@ -16,23 +16,12 @@ from twisted.python import usage
 
 from idserver.admin.command import CommandContext, CommandError, add_command, add_group
 from idserver.admin.output import write_json, write_record
-from idserver.ldap.access import (
-    ALLOWLIST_KEY,
-    ENABLED_KEY,
-    SECRET_HASH_KEY,
-    AccessPolicy,
-    InvalidAllowlist,
-    generate_secret,
-    hash_generated_secret,
-    parse_allowlist,
-)
+from idserver.errors import ValidationError
+from idserver.ldap import settings as ldap_settings
+from idserver.ldap.access import AccessPolicy
 from idserver.ldap.dn import format_dn, parse_dn
 
-__all__ = ["MIN_SECRET_LENGTH", "register"]
-
-# An admin-chosen secret is hashed with argon2id like a password, and held
-# to the same minimum length.
-MIN_SECRET_LENGTH = 8
+__all__ = ["register"]
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -91,8 +80,8 @@ def _check_enable(args: argparse.Namespace) -> None:
     if args.allow is None:
         return
     try:
-        parse_allowlist(args.allow)
-    except InvalidAllowlist as e:
+        ldap_settings.check_allowlist(args.allow)
+    except ValidationError as e:
         raise usage.UsageError(str(e)) from None
 
 
@@ -117,35 +106,30 @@ def _read_secret(context: CommandContext) -> str:
         raise CommandError(
             "No secret on standard input: expected it on the first line."
         )
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise CommandError(
-            f"The secret is too short: at least {MIN_SECRET_LENGTH} characters."
-        )
+    ldap_settings.check_secret(secret)
     return secret
 
 
 async def _enable(context: CommandContext, args: argparse.Namespace) -> None:
-    directory = context.directory
     chosen = _read_secret(context) if args.secret_stdin else None
-    before = await _policy(context)
+    lines = (
+        ldap_settings.check_allowlist(args.allow) if args.allow is not None else None
+    )
 
     context.begin_change("ldap_server.enable", None)
+    generated = await ldap_settings.enable(
+        context.directory,
+        allowlist=lines,
+        secret=chosen,
+        new_secret=args.generate_secret,
+    )
     changes = ["enabled"]
-    if args.allow is not None:
-        lines = [entry.strip() for entry in args.allow]
-        await directory.set_setting(ALLOWLIST_KEY, lines)
+    if lines is not None:
         changes.append("allowlist = " + ", ".join(lines))
-    generated = None
     if chosen is not None:
-        await directory.set_setting(
-            SECRET_HASH_KEY, await directory.hasher.hash(chosen)
-        )
         changes.append("secret set")
-    elif args.generate_secret or before.secret_hash is None:
-        generated = generate_secret()
-        await directory.set_setting(SECRET_HASH_KEY, hash_generated_secret(generated))
+    elif generated is not None:
         changes.append("secret generated")
-    await directory.set_setting(ENABLED_KEY, True)
     await context.record_change("; ".join(changes))
 
     result = _describe(context, await _policy(context))
@@ -166,7 +150,7 @@ async def _enable(context: CommandContext, args: argparse.Namespace) -> None:
 
 async def _disable(context: CommandContext, args: argparse.Namespace) -> None:
     context.begin_change("ldap_server.disable", None)
-    await context.directory.set_setting(ENABLED_KEY, False)
+    await ldap_settings.disable(context.directory)
     await context.record_change("disabled")
     context.stdout.write("The LDAP server is disabled.\n")
 

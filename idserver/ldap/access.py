@@ -84,8 +84,8 @@ def parse_allowlist(lines: Iterable[str]) -> tuple[Network, ...]:
             network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise InvalidAllowlist(
-                f"invalid allowlist entry {text!r}: expected an IPv4 or IPv6 "
-                "address or a CIDR range such as 10.0.0.0/8 or fd00::/8"
+                f"Invalid allowlist entry {text!r}: expected an IPv4 or IPv6 "
+                "address or a CIDR range such as 10.0.0.0/8 or fd00::/8."
             ) from None
         networks.append(_as_ipv4(network))
     return tuple(networks)

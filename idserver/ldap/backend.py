@@ -186,7 +186,10 @@ class LDAPBackend:
         self.suffix_dn = parse_dn(suffix)
         self.suffix = format_dn(self.suffix_dn)
         self._snapshot: Snapshot | None = None
+        # The one snapshot load in flight, and the requests of a newer
+        # revision that wait for the load after it.
         self._snapshot_loading: _SharedLoad[Snapshot] | None = None
+        self._snapshot_next: list[Deferred[Snapshot]] = []
         self._policy: tuple[int, AccessPolicy] | None = None
         self._policy_loading: _SharedLoad[AccessPolicy] | None = None
 
@@ -233,6 +236,11 @@ class LDAPBackend:
     def snapshot(self) -> Deferred[Snapshot]:
         """
         Return the snapshot of the current revision, loading it if needed.
+
+        One snapshot is loaded at a time. A request made while an older
+        revision loads waits for the load that follows, which starts at the
+        newest revision then, so a burst of changes (a sync) costs one
+        rebuild after another instead of one per request in parallel.
         """
         try:
             revision = self.directory.revision()
@@ -242,10 +250,35 @@ class LDAPBackend:
         if snapshot is not None and snapshot.revision == revision:
             return succeed(snapshot)
         loading = self._snapshot_loading
-        if loading is None or loading.revision != revision or loading.failed:
-            loading = _SharedLoad(revision, self._load_snapshot(revision))
-            self._snapshot_loading = loading
-        return loading.wait()
+        if loading is None:
+            return self._start_snapshot_load(revision).wait()
+        if loading.revision == revision:
+            return loading.wait()
+        waiter: Deferred[Snapshot] = Deferred()
+        self._snapshot_next.append(waiter)
+        return waiter
+
+    def _start_snapshot_load(self, revision: int) -> _SharedLoad[Snapshot]:
+        loading = _SharedLoad(revision, self._load_snapshot(revision))
+        self._snapshot_loading = loading
+        loading.wait().addBoth(self._snapshot_loaded)
+        return loading
+
+    def _snapshot_loaded(self, result: object) -> None:
+        # The failure, if any, reaches the waiters of the load itself.
+        self._snapshot_loading = None
+        waiters, self._snapshot_next = self._snapshot_next, []
+        if not waiters:
+            return
+        try:
+            revision = self.directory.revision()
+        except DirectoryClosed as e:
+            for waiter in waiters:
+                waiter.errback(e)
+            return
+        loading = self._start_snapshot_load(revision)
+        for waiter in waiters:
+            loading.wait().chainDeferred(waiter)
 
     async def _load_snapshot(self, revision: int) -> Snapshot:
         # NOTE: every change rebuilds the whole snapshot, which takes about a

@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 # Equality and substring filters on these attributes use an index instead
-# of testing every entry.
+# of testing every entry. uidNumber and gidNumber are looked up by POSIX
+# clients such as SSSD for every numeric id they resolve.
 INDEXED_ATTRIBUTES = (
     "uid",
     "cn",
@@ -53,6 +54,8 @@ INDEXED_ATTRIBUTES = (
     "member",
     "memberuid",
     "objectclass",
+    "uidnumber",
+    "gidnumber",
 )
 
 _TYPES: dict[str, AttributeType] = {a.key: a for a in ATTRIBUTE_TYPES}
@@ -319,16 +322,22 @@ def user_attributes(
     return attributes
 
 
-def group_attributes(group: Group, suffix: str) -> dict[str, tuple[str, ...]]:
+def group_attributes(
+    group: Group, suffix: str, active_ids: Collection[str]
+) -> dict[str, tuple[str, ...]]:
     """
     Return the attributes of a group's entry, keyed by lower-case name.
+
+    @param active_ids: the ids of the active users; other members are left
+        out of C{memberUid} and C{member}.
     """
+    members = tuple(member for member in group.members if member in active_ids)
     return {
         "objectclass": GROUP_OBJECT_CLASSES,
         "cn": (group.name,),
         "gidnumber": (str(group.gid_number),),
-        "memberuid": group.members,
-        "member": tuple(user_dn(member, suffix) for member in group.members),
+        "memberuid": members,
+        "member": tuple(user_dn(member, suffix) for member in members),
         "entryuuid": (group.id.removeprefix("gid-"),),
         "createtimestamp": (format_time(group.created_at),),
         "modifytimestamp": (format_time(group.updated_at),),
@@ -349,7 +358,8 @@ def _container_attributes(rdn_type: str, value: str) -> dict[str, tuple[str, ...
 
 class Snapshot:
     """
-    Every entry of one directory revision, ordered and indexed.
+    Every entry of one directory revision, ordered and indexed. Inactive
+    users are not part of it.
 
     Entries are ordered: the suffix entry, C{ou=users} and the users by
     username, C{ou=groups} and the groups by name. A subtree is therefore a
@@ -373,7 +383,10 @@ class Snapshot:
         self.suffix_ndn = normalize_parsed(parsed_suffix)
 
         groups = sorted(groups, key=lambda g: g.name)
-        users = sorted(users, key=lambda u: u.username)
+        # Disabled users are left out of the tree and of group memberships,
+        # so applications that sync users over LDAP drop them.
+        users = sorted((u for u in users if u.active), key=lambda u: u.username)
+        active_ids = {u.id for u in users}
         dns_of_group = {g.id: group_dn(g.name, suffix) for g in groups}
         memberships: dict[str, list[str]] = {}
         for group in groups:
@@ -420,7 +433,7 @@ class Snapshot:
                     dns_of_group[group.id],
                     f"cn={escape_value(normalize_value(group.name))},ou=groups,"
                     f"{self.suffix_ndn}",
-                    group_attributes(group, suffix),
+                    group_attributes(group, suffix, active_ids),
                     sort_key="2\x00" + group.name,
                     kind="group",
                     object_id=group.id,

@@ -29,6 +29,7 @@ __all__ = [
     "Equality",
     "Extensible",
     "Filter",
+    "FilterTooComplex",
     "GreaterOrEqual",
     "InvalidFilter",
     "LessOrEqual",
@@ -183,6 +184,14 @@ def _attribute(data: bytes, start: int, end: int) -> str:
     return name
 
 
+class FilterTooComplex(DecodeError):
+    """
+    A filter nests deeper than L{MAX_FILTER_DEPTH} or has more than
+    L{MAX_FILTER_ITEMS} items. Its encoding may be valid, so the request is
+    rejected, not the connection.
+    """
+
+
 class _Budget:
     """
     Counts filter items while decoding, so a wide filter is rejected as
@@ -195,7 +204,7 @@ class _Budget:
     def spend(self) -> None:
         self.items += 1
         if self.items > MAX_FILTER_ITEMS:
-            raise DecodeError(f"filter has more than {MAX_FILTER_ITEMS} items")
+            raise FilterTooComplex(f"the filter has more than {MAX_FILTER_ITEMS} items")
 
 
 def decode_filter(data: bytes, position: int, end: int) -> tuple[Filter, int]:
@@ -203,8 +212,9 @@ def decode_filter(data: bytes, position: int, end: int) -> tuple[Filter, int]:
     Decode the filter that starts at C{position}.
 
     @return: the filter and the position after it.
-    @raise DecodeError: the encoding is invalid, or the filter nests deeper
-        than L{MAX_FILTER_DEPTH} or has more than L{MAX_FILTER_ITEMS} items.
+    @raise FilterTooComplex: the filter nests deeper than
+        L{MAX_FILTER_DEPTH} or has more than L{MAX_FILTER_ITEMS} items.
+    @raise DecodeError: the encoding is invalid.
     """
     return _decode(data, position, end, 0, _Budget())
 
@@ -213,7 +223,7 @@ def _decode(
     data: bytes, position: int, end: int, depth: int, budget: _Budget
 ) -> tuple[Filter, int]:
     if depth > MAX_FILTER_DEPTH:
-        raise DecodeError(f"filter nested deeper than {MAX_FILTER_DEPTH}")
+        raise FilterTooComplex(f"the filter is nested deeper than {MAX_FILTER_DEPTH}")
     budget.spend()
     tag, start, stop = read_tlv(data, position, end)
 

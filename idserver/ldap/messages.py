@@ -31,7 +31,7 @@ from idserver.ldap.ber import (
     read_integer,
     read_tlv,
 )
-from idserver.ldap.filters import Filter, decode_filter
+from idserver.ldap.filters import And, Filter, FilterTooComplex, decode_filter
 
 __all__ = [
     "NOTICE_OF_DISCONNECTION",
@@ -72,6 +72,7 @@ class ResultCode(enum.IntEnum):
     compareFalse = 5
     compareTrue = 6
     authMethodNotSupported = 7
+    adminLimitExceeded = 11
     unavailableCriticalExtension = 12
     noSuchAttribute = 16
     undefinedAttributeType = 17
@@ -143,6 +144,8 @@ class SearchRequest:
 
     @ivar encoded: the encoded protocolOp, which identifies the request
         when a paged search continues.
+    @ivar rejection: why the server rejects the search without running it
+        (a filter over the complexity limits), or C{None}.
     """
 
     base: str
@@ -154,6 +157,7 @@ class SearchRequest:
     filter: Filter
     attributes: tuple[str, ...]
     encoded: bytes = field(repr=False, default=b"")
+    rejection: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +325,15 @@ def _decode_search(
     scope, deref_aliases, size_limit, time_limit = values
     t_start, position = _expect(data, position, stop, TAG_BOOLEAN)
     types_only = read_boolean(data, t_start, position)
-    search_filter, position = decode_filter(data, position, stop)
+    rejection = None
+    try:
+        search_filter, position = decode_filter(data, position, stop)
+    except FilterTooComplex as e:
+        # The request is framed correctly, so only the operation fails;
+        # the rest of the filter is skipped unread.
+        _, _, position = read_tlv(data, position, stop)
+        search_filter = And(())
+        rejection = str(e)
     list_start, list_stop = _expect(data, position, stop, TAG_SEQUENCE)
     if list_stop != stop:
         raise DecodeError("bytes after the attribute list")
@@ -340,6 +352,7 @@ def _decode_search(
         search_filter,
         tuple(attributes),
         bytes(data[op_position:stop]),
+        rejection,
     )
 
 

@@ -12,8 +12,10 @@ L{idserver.ldap.search} and L{idserver.ldap.backend}.
 Requests of one connection are processed in order, one at a time (RFC 4511
 §3.1 allows it); abandon and unbind act at once. Search results are
 written only while the transport accepts data: when a client stops
-reading, the search pauses and the connection stops reading requests, so a
-connection holds at most one partial request and one transport buffer.
+reading, the search pauses and the connection stops reading requests.
+Requests waiting behind the current one are bounded in number and in
+bytes, so a connection holds about the request in progress, one maximal
+request waiting, one partial request and one transport buffer.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ PASSWORD_MODIFY_OID = "1.3.6.1.4.1.4203.1.11.1"  # noqa: S105 (an OID)
 
 # Requests a connection may have waiting; past this it stops reading.
 MAX_QUEUED_REQUESTS = 32
+# The largest request of a connection that is neither bound nor binding.
+# Such a session may only bind, read the root DSE and start TLS, which take
+# a few hundred bytes, so anyone on the allowlist can make the server hold
+# at most this much per connection (OpenLDAP's default for anonymous
+# sessions, sockbuf_max_incoming, is 256 KiB).
+MAX_ANONYMOUS_MESSAGE_SIZE = 64 * 1024
 # Search steps run in one reactor turn before other connections get theirs.
 STEPS_PER_TURN = 8
 
@@ -238,7 +246,9 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         self.identity: BindIdentity | None = None
         self.last_activity = factory.reactor.seconds()
         self._buffer = bytearray()
-        self._queue: deque[Message] = deque()
+        # Requests read but not started, with their encoded sizes.
+        self._queue: deque[tuple[Message, int]] = deque()
+        self._queued_bytes = 0
         self._admitted = False
         self._current: Message | None = None
         self._search: SearchOperation | None = None
@@ -289,7 +299,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.connected = 0
         self.factory.closed(self)
-        self._queue.clear()
+        self._drop_queue()
         self._search = None
         if self._pump_call is not None and self._pump_call.active():
             self._pump_call.cancel()
@@ -300,7 +310,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         Close the connection at once, dropping unsent data.
         """
         self._closing = True
-        self._queue.clear()
+        self._drop_queue()
         self._search = None
         self.transport.abortConnection()
 
@@ -311,7 +321,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         if self._closing:
             return
         self._closing = True
-        self._queue.clear()
+        self._drop_queue()
         self._search = None
         self.factory.refused(self.address, message)
         self._write(
@@ -336,15 +346,21 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
 
     def _parse(self) -> None:
         buffer = self._buffer
-        maximum = self.factory.max_message_size
         while buffer and not self._closing:
-            if len(self._queue) >= MAX_QUEUED_REQUESTS:
+            if self._queue_full():
                 self._pause_reading()
                 return
+            maximum = self._message_size_limit()
             try:
                 size = frame_length(buffer, maximum)
             except MessageTooLarge as e:
-                self._disconnect(ResultCode.protocolError, f"request too large: {e}")
+                if maximum < self.factory.max_message_size:
+                    reason = (
+                        f"request too large for an unbound session: {e}; bind first"
+                    )
+                else:
+                    reason = f"request too large: {e}"
+                self._disconnect(ResultCode.protocolError, reason)
                 return
             except DecodeError as e:
                 self._disconnect(ResultCode.protocolError, f"malformed request: {e}")
@@ -358,28 +374,59 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             except DecodeError as e:
                 self._disconnect(ResultCode.protocolError, f"malformed request: {e}")
                 return
-            self._accept(message)
+            self._accept(message, size)
 
-    def _accept(self, message: Message) -> None:
+    def _message_size_limit(self) -> int:
+        """
+        Return the largest request accepted next: the configured maximum
+        once the connection is bound or has a bind request in progress,
+        else at most L{MAX_ANONYMOUS_MESSAGE_SIZE}.
+        """
+        maximum: int = self.factory.max_message_size
+        if self.identity is not None:
+            return maximum
+        current = self._current
+        if current is not None and isinstance(current.request, BindRequest):
+            return maximum
+        if any(isinstance(m.request, BindRequest) for m, _ in self._queue):
+            return maximum
+        return min(maximum, MAX_ANONYMOUS_MESSAGE_SIZE)
+
+    def _queue_full(self) -> bool:
+        # Counting bytes as well as requests bounds what one connection
+        # holds to about two maximal requests (one queued, one being read),
+        # whatever their size.
+        return (
+            len(self._queue) >= MAX_QUEUED_REQUESTS
+            or self._queued_bytes >= self.factory.max_message_size
+        )
+
+    def _drop_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+
+    def _accept(self, message: Message, size: int) -> None:
         request = message.request
         if isinstance(request, AbandonRequest):
             self._abandon(request.message_id)
             return
         if isinstance(request, UnbindRequest):
             self._closing = True
-            self._queue.clear()
+            self._drop_queue()
             self._search = None
             self.transport.loseConnection()
             return
-        self._queue.append(message)
+        self._queue.append((message, size))
+        self._queued_bytes += size
         self._run()
 
     def _abandon(self, message_id: int) -> None:
         # RFC 4511 §4.11: an abandoned operation gets no further response.
         # Only searches stop once started; a bind runs to its end.
         for queued in self._queue:
-            if queued.message_id == message_id:
+            if queued[0].message_id == message_id:
                 self._queue.remove(queued)
+                self._queued_bytes -= queued[1]
                 return
         current = self._current
         if (
@@ -414,7 +461,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
 
     def stopProducing(self) -> None:
         self._search = None
-        self._queue.clear()
+        self._drop_queue()
 
     # Processing
 
@@ -435,13 +482,15 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
     def _run_queue(self) -> None:
         while self.connected and not self._closing:
             if self._current is None and self._queue:
-                self._dispatch(self._queue.popleft())
+                message, size = self._queue.popleft()
+                self._queued_bytes -= size
+                self._dispatch(message)
                 continue
             if (
                 self._reading_paused
                 and not self._write_paused
                 and self._admitted
-                and len(self._queue) < MAX_QUEUED_REQUESTS
+                and not self._queue_full()
             ):
                 # Requests left unread while the queue was full.
                 self._resume_reading()
@@ -458,9 +507,16 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         if policy is None:
             self._current = message
             self.factory.backend.policy().addCallbacks(
-                lambda loaded: self._dispatch_allowed(message, loaded),
+                lambda loaded: self._dispatch_loaded(message, loaded),
                 self._policy_failed,
             )
+            return
+        self._dispatch_allowed(message, policy)
+
+    def _dispatch_loaded(self, message: Message, policy: AccessPolicy) -> None:
+        if self._current is not message:
+            # Abandoned while the settings loaded: no response, and the
+            # requests after it have started already.
             return
         self._dispatch_allowed(message, policy)
 
@@ -603,6 +659,8 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
                 ResultCode.insufficientAccessRights,
                 "anonymous sessions may read only the root DSE; bind first",
             )
+        if request.rejection is not None:
+            raise LDAPError(ResultCode.adminLimitExceeded, request.rejection)
         page = None
         for control in message.controls:
             if control.oid == PAGED_RESULTS_OID:
@@ -633,6 +691,8 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             return
         request = message.request
         assert isinstance(request, SearchRequest)
+        if not (request.base == "" and request.scope == SCOPE_BASE):
+            self._check_bound_user(snapshot)
         self._search = SearchOperation(
             message.message_id,
             request,
@@ -672,6 +732,31 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             self._pumping = False
         self._run()
 
+    def _check_bound_user(self, snapshot: Snapshot) -> None:
+        """
+        End the authorization of a connection bound as a user who has since
+        been disabled or deleted, so that disabling a user also ends the
+        access of the connections they opened before.
+
+        @raise LDAPError: insufficientAccessRights when it ends.
+        """
+        identity = self.identity
+        if identity is None or identity.user_id is None:
+            return
+        if identity.user_id in snapshot.users:
+            return
+        self.identity = None
+        self.log.info(
+            "LDAP connection from {address} is anonymous again: the bound user"
+            " {user_id} was disabled or deleted",
+            address=self.address,
+            user_id=identity.user_id,
+        )
+        raise LDAPError(
+            ResultCode.insufficientAccessRights,
+            "the bound user was disabled or deleted; bind again",
+        )
+
     def handle_CompareRequest(self, message: Message) -> Deferred[None] | None:
         request = message.request
         assert isinstance(request, CompareRequest)
@@ -682,6 +767,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             )
 
         def answer(snapshot: Snapshot) -> None:
+            self._check_bound_user(snapshot)
             try:
                 code = compare(snapshot, request)
             except LDAPError as e:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from idserver.admin.ldap_server import MIN_SECRET_LENGTH
 from idserver.errors import DirectoryError, HasherBusyError
+from idserver.ldap import settings as ldap_settings
+from idserver.ldap.settings import MIN_SECRET_LENGTH, ldap_state
 from idserver.web.dashboard.base import DashboardPages, Viewer, form_flag, form_value
 from idserver.web.dashboard.clients import copy_list
 from idserver.web.dashboard.html import (
@@ -20,13 +21,7 @@ from idserver.web.dashboard.html import (
     text_area,
     text_input,
 )
-from idserver.web.dashboard.ldapsettings import (
-    client_settings,
-    ldap_state,
-    parse_allowlist_text,
-    store_access,
-    store_secret,
-)
+from idserver.web.dashboard.ldapsettings import client_settings
 
 __all__ = ["LDAPPages"]
 
@@ -65,7 +60,7 @@ class LDAPPages(DashboardPages):
         generated: str | None = None,
         notice: str | None = None,
     ) -> bytes:
-        state = ldap_state(dict(viewer.settings))
+        state = ldap_state(viewer.settings)
         if access is None:
             access = FormState.of(
                 {
@@ -200,10 +195,18 @@ class LDAPPages(DashboardPages):
                 "allowlist": form_value(form, "allowlist"),
             }
         )
-        before = ldap_state(dict(viewer.settings))
+
+        before = ldap_state(viewer.settings)
+        generated = None
         try:
-            lines = parse_allowlist_text(access.value("allowlist"))
-            await store_access(self.directory, enabled, lines)
+            lines = ldap_settings.check_allowlist(
+                access.value("allowlist").splitlines()
+            )
+            if enabled:
+                generated = await ldap_settings.enable(self.directory, allowlist=lines)
+            else:
+                await ldap_settings.set_allowlist(self.directory, lines)
+                await ldap_settings.disable(self.directory)
         except DirectoryError as error:
             access.fail(error, ("allowlist", "enabled"))
             await self.record(
@@ -216,6 +219,7 @@ class LDAPPages(DashboardPages):
             )
             request.setResponseCode(400)
             return self._page(request, viewer, access=access)
+
         if tuple(lines) != before.allowlist:
             await self.record(
                 request,
@@ -227,10 +231,10 @@ class LDAPPages(DashboardPages):
         if enabled != before.enabled:
             kind = "ldap_server.enable" if enabled else "ldap_server.disable"
             await self.record(request, viewer, kind, "ldap_server")
-        if enabled and before.secret is None:
-            # As idserver-admin ldap-server enable does, so the admin DN can
-            # bind as soon as the server is on.
-            generated = await store_secret(self.directory, None)
+
+        if generated is not None:
+            # Enabling without a stored secret generates one, as
+            # idserver-admin ldap-server enable does.
             await self.record(
                 request, viewer, "ldap_server.secret", "ldap_server", "generated"
             )
@@ -257,7 +261,7 @@ class LDAPPages(DashboardPages):
         form = self.check_form(request, viewer)
         if form is None:
             return self.expired_form(request, viewer)
-        secret = await store_secret(self.directory, None)
+        secret = await ldap_settings.set_secret(self.directory)
         await self.record(
             request, viewer, "ldap_server.secret", "ldap_server", "generated"
         )
@@ -288,7 +292,7 @@ class LDAPPages(DashboardPages):
             state.add_error("confirm_secret", "The secrets do not match.")
         else:
             try:
-                await store_secret(self.directory, secret)
+                await ldap_settings.set_secret(self.directory, secret)
             except DirectoryError as error:
                 state.fail(error, ("secret",))
             except HasherBusyError:
