@@ -1,8 +1,8 @@
 """
 Value objects for the directory: users, groups and audit events.
 
-These are immutable snapshots. Backends return new objects after a change;
-nothing here holds password hashes or TOTP secrets.
+These are immutable snapshots. Backends return new objects after a change.
+None of them contains a password hash or a TOTP secret.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Role(str, enum.Enum):
 
 class Source(str, enum.Enum):
     """
-    Where a user or group comes from.
+    The origin of a user or group: local, or synced from an LDAP server.
     """
 
     local = "local"

@@ -52,8 +52,8 @@ class WebApp:
     """
 
     app = Klein()
-    # Werkzeug answers a path with doubled slashes with a redirect to an
-    # absolute URL built from the client's Host header; 404 instead.
+    # Werkzeug redirects a path with doubled slashes to an absolute URL
+    # built from the client's Host header, so such a path gets 404.
     app.url_map.merge_slashes = False
     log = Logger()
 
