@@ -68,6 +68,10 @@ class PasswordLogin:
     @ivar totp: a TOTP code given with the password, if any.
     @ivar user_id: the user's id when the caller already resolved it (an
         LDAP bind DN naming C{cn=<user id>}); C{login} is then ignored.
+    @ivar reauthentication: C{True} when a signed-in user confirms their
+        password (before changing it, or removing 2FA). A success is then
+        audited as C{password.check}, not as a login; a failure still counts
+        and is audited as a failed login.
     """
 
     login: str
@@ -77,6 +81,7 @@ class PasswordLogin:
     totp: str | None = None
     totp_policy: TOTPPolicy = TOTPPolicy.if_given
     user_id: str | None = None
+    reauthentication: bool = False
 
     def __repr__(self) -> str:
         # The password and code must never reach a log through a repr.
@@ -276,7 +281,10 @@ class LoginService:
             elif creds.totp_policy is TOTPPolicy.second_step:
                 raise TOTPRequired(user)
 
-        await self._succeed(user_key, user, creds.address, creds.entry_point, amr)
+        kind = "password.check" if creds.reauthentication else "login"
+        await self._succeed(
+            user_key, user, creds.address, creds.entry_point, amr, kind=kind
+        )
         return LoginResult(user, amr)
 
     async def _check_totp_login(self, creds: TOTPLogin) -> LoginResult:
@@ -414,17 +422,20 @@ class LoginService:
         address: str | None,
         entry_point: str,
         amr: tuple[str, ...],
+        kind: str = "login",
     ) -> None:
         await self.rate_limits.reset(user_key)
         self.log.info(
-            "Login of {user} from {address} via {entry_point} ({methods})",
+            "Password check ({kind}) of {user} from {address} via {entry_point}"
+            " passed ({methods})",
+            kind=kind,
             user=user.username,
             address=address,
             entry_point=entry_point,
             methods="+".join(amr),
         )
         await self.audit.record(
-            "login",
+            kind,
             "success",
             entry_point=entry_point,
             actor=user.username,

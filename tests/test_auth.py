@@ -340,6 +340,18 @@ class LoginServiceTests(TestCase):
             LoginFailed,
         )
 
+    async def test_reauthenticationAudit(self) -> None:
+        """
+        A signed-in user confirming their password is audited as a password
+        check, not as a login.
+        """
+        await self.addAlice()
+        await self.service.authenticate(self.login(reauthentication=True))
+        self.assertEqual(await self.directory.events(kind="login"), [])
+        [event] = await self.directory.events(kind="password.check")
+        self.assertEqual(event.actor, "alice")
+        self.assertEqual(event.outcome, "success")
+
     async def test_requestAvatarId(self) -> None:
         """
         As a cred checker the service returns the user id in UTF-8.

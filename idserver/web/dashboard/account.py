@@ -481,6 +481,7 @@ class AccountPages(SessionListing):
             entry_point="web",
             totp_policy=TOTPPolicy.second_step,
             user_id=user.id,
+            reauthentication=True,
         )
         try:
             await self.context.logins.authenticate(credentials)

@@ -37,7 +37,7 @@ EVENT_TYPES: tuple[tuple[str, str], ...] = (
     ("login.failed", "Failed logins"),
     ("totp", "2FA changes by users"),
     ("user.totp", "2FA changes by admins"),
-    ("password", "Password changes by users"),
+    ("password", "Password changes and confirmations by users"),
     ("profile", "Profile changes by users"),
     ("user", "User changes"),
     ("group", "Group changes"),
