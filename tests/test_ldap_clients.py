@@ -458,9 +458,9 @@ class PythonLDAPTests(LiveServerTestBase):
 
     async def test_disabled_while_bound(self) -> None:
         """
-        A connection bound as a user who is then disabled gets
-        insufficientAccessRights for searches and compares, and can still
-        read the root DSE.
+        A connection bound as a user who is then disabled is anonymous for
+        Who am I?, gets insufficientAccessRights for searches and compares,
+        and can still read the root DSE.
         """
         connection = await self.in_thread(
             self.python_ldap_bind, f"uid=alice,{USERS}", PASSWORD
@@ -474,7 +474,9 @@ class PythonLDAPTests(LiveServerTestBase):
             return result
 
         self.assertEqual(len(await self.in_thread(search)), 1)
+        self.assertTrue((await self.in_thread(connection.whoami_s)).startswith("dn:"))
         await self.directory.update_user(self.alice.id, active=False)
+        self.assertEqual(await self.in_thread(connection.whoami_s), "")
         await self.assertFailure(deferToThread(search), ldap.INSUFFICIENT_ACCESS)
 
         def compare() -> bool:

@@ -732,6 +732,24 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             self._pumping = False
         self._run()
 
+    def _who_am_i(self, message_id: int, snapshot: Snapshot | None) -> None:
+        if snapshot is not None and self.identity is not None:
+            try:
+                self._check_bound_user(snapshot)
+            except LDAPError:
+                # The user was disabled or deleted: the session is anonymous.
+                pass
+        # RFC 4532 §2.2: no responseName; an empty value for anonymous.
+        authz = f"dn:{self.identity.dn}" if self.identity is not None else ""
+        self._write(
+            encode_message(
+                message_id,
+                encode_extended_response(
+                    ResultCode.success, value=authz.encode("utf-8")
+                ),
+            )
+        )
+
     def _check_bound_user(self, snapshot: Snapshot) -> None:
         """
         End the authorization of a connection bound as a user who has since
@@ -785,7 +803,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             return None
         return self.factory.backend.snapshot().addCallback(answer)
 
-    def handle_ExtendedRequest(self, message: Message) -> None:
+    def handle_ExtendedRequest(self, message: Message) -> Deferred[None] | None:
         request = message.request
         assert isinstance(request, ExtendedRequest)
         if request.name == STARTTLS_OID:
@@ -793,16 +811,12 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
         elif request.name == WHO_AM_I_OID:
             if request.value is not None:
                 raise LDAPError(ResultCode.protocolError, "Who am I? takes no value")
-            # RFC 4532 §2.2: no responseName; an empty value for anonymous.
-            authz = f"dn:{self.identity.dn}" if self.identity is not None else ""
-            self._write(
-                encode_message(
-                    message.message_id,
-                    encode_extended_response(
-                        ResultCode.success, value=authz.encode("utf-8")
-                    ),
+            snapshot = self.factory.backend.current_snapshot()
+            if snapshot is None and self.identity is not None:
+                return self.factory.backend.snapshot().addCallback(
+                    lambda loaded: self._who_am_i(message.message_id, loaded)
                 )
-            )
+            self._who_am_i(message.message_id, snapshot)
         elif request.name == PASSWORD_MODIFY_OID:
             raise LDAPError(
                 ResultCode.unwillingToPerform,
@@ -813,6 +827,7 @@ class LDAPServerProtocol(BaseLDAPServer):  # type: ignore[misc]
             raise LDAPError(
                 ResultCode.protocolError, f"unknown extended operation {request.name}"
             )
+        return None
 
     def _offers_starttls(self) -> bool:
         return self.factory.starttls is not None and not ISSLTransport.providedBy(
