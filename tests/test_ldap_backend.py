@@ -119,11 +119,16 @@ class BindTargetTests(SynchronousTestCase):
 
     def test_loggable(self) -> None:
         """
-        TOTP codes are masked in names written to logs.
+        TOTP codes, also under a misspelled attribute, are masked in names
+        written to logs.
         """
         self.assertEqual(
             loggable_dn(f"cn=alice+totpToken=123456,{USERS}"),
             f"cn=alice+totptoken=***,{USERS}",
+        )
+        self.assertEqual(
+            loggable_dn(f"cn=alice+toptoken=654321,{USERS}"),
+            f"cn=alice+toptoken=***,{USERS}",
         )
         self.assertEqual(loggable_dn("x=\\"), "<invalid DN>")
 

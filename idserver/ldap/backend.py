@@ -127,7 +127,8 @@ def bind_target(name: str, suffix: DN) -> AdminTarget | UserTarget | None:
 def loggable_dn(name: str) -> str:
     """
     Return a bind DN fit for a log: without the values of C{totpToken}
-    components, which hold one-time codes.
+    components, which contain one-time codes, nor of any other component
+    after the first of an RDN, where a misspelled C{totpToken} would be.
     """
     try:
         parsed = parse_dn(name)
@@ -135,7 +136,10 @@ def loggable_dn(name: str) -> str:
         return "<invalid DN>"
     return format_dn(
         tuple(
-            tuple((kind, "***" if kind == _TOTP_TYPE else value) for kind, value in rdn)
+            tuple(
+                (kind, "***" if kind == _TOTP_TYPE or index > 0 else value)
+                for index, (kind, value) in enumerate(rdn)
+            )
             for rdn in parsed
         )
     )
