@@ -360,7 +360,7 @@ class LoginService:
                 )
             # Read last and tested with no await in between. A check that
             # ends records its failure before it stops counting as in
-            # progress, and the SQLite store answers calls in order, so no
+            # progress, and the SQLite store runs calls in order, so no
             # check is missed between this read and the test.
             user_failures = await self.rate_limits.failures(user_key, self.window)
 

@@ -240,7 +240,7 @@ class IDirectory(Interface):
         """
         Check a TOTP code with a tolerance of one time step. A code whose
         step is not newer than the last accepted one fails, so each code is
-        accepted once; the check and the update are one transaction.
+        accepted once. The check and the update are one transaction.
         """
 
     # Groups

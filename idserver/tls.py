@@ -155,7 +155,7 @@ class ServerCertificateOptions(CertificateOptions):
     L{CertificateOptions} with an ALPN selection that lets the handshake go
     on when the client offers no protocol the server supports.
 
-    NOTE: Twisted 26.10 answers such a client with an empty protocol name,
+    NOTE: Twisted 26.10 responds to such a client with an empty protocol name,
     which pyOpenSSL turns into a fatal alert, so every browser, curl and
     any other client that sends ALPN (h2, http/1.1) fails to connect. RFC
     7301 section 3.2 lets the server ignore the extension instead, which

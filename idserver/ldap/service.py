@@ -19,7 +19,7 @@ from idserver.tls import parse_endpoint_description, server_tls_options
 
 __all__ = ["build_ldap_factories", "connection_limit"]
 
-# The most connections one LDAP listener keeps open.
+# The maximum number of connections one LDAP listener keeps open.
 MAX_CONNECTIONS = 10000
 
 

@@ -44,8 +44,8 @@ from idserver.web.templates import Markup, escape, render, send_page
 __all__ = ["OpenIDResource"]
 
 _JSON = b"application/json"
-# The methods a POST-only endpoint answers with 405 (OPTIONS has its own
-# route where CORS needs it).
+# The methods that get 405 from a POST-only endpoint. OPTIONS has its own
+# route where CORS needs it.
 _OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
 
 
